@@ -1,0 +1,6 @@
+"""Face Lab backends: model code and method logic, free of any UI framework.
+
+Every public entry point takes plain inputs (PIL images, numpy arrays, paths)
+and returns plain data; failures are raised as the typed errors of
+:mod:`backends.errors`, which the UI layer turns into user-facing messages.
+"""

@@ -1,0 +1,41 @@
+"""Typed errors raised by the backends.
+
+The UI (demos/) and the CLIs turn these into messages for people; anything that
+is *not* a :class:`FaceLabError` is a bug and is reported as an internal error
+without leaking a traceback to the user.
+"""
+
+from __future__ import annotations
+
+
+class FaceLabError(Exception):
+    """Base class of every error a user may see. The message is user-facing."""
+
+
+class InputError(FaceLabError):
+    """The uploaded file or parameter cannot be used (not an image, corrupt, too large...)."""
+
+
+class NoFaceError(InputError):
+    """No face was found where one is required."""
+
+
+class VideoError(InputError):
+    """A video could not be read or holds nothing usable."""
+
+
+class MissingWeightsError(FaceLabError):
+    """A checkpoint is not available locally and cannot be downloaded."""
+
+    def __init__(self, message: str, *, key: str = "", filename: str = ""):
+        super().__init__(message)
+        self.key = key
+        self.filename = filename
+
+
+class CheckpointError(FaceLabError):
+    """A checkpoint file exists but is corrupt, unsafe, or of the wrong layout."""
+
+
+class MethodUnavailableError(FaceLabError):
+    """The requested method or engine is not available in this build."""

@@ -1,0 +1,66 @@
+"""Photo → input policy → largest face → aligned crop, the first step of every face tab."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from ..media import ImageSource, load_image
+from .align import AlignedFace, align_ffhq, align_vox, square_quad, warp_crop
+from .detect import Face, detect_largest
+
+CROPS = ("ffhq", "vox")
+
+
+@dataclass
+class PreparedFace:
+    """A photo after the input policy, its face, and the aligned crop with its transform."""
+
+    photo: Image.Image
+    aligned: AlignedFace
+    face: Face | None
+    notices: list[str] = field(default_factory=list)
+
+    def overlay(self) -> Image.Image:
+        """The photo with the face box, the 5 landmarks and the crop outline drawn on it."""
+        canvas = self.photo.copy()
+        draw = ImageDraw.Draw(canvas)
+        width = max(2, round(max(canvas.size) / 300))
+        quad = [tuple(p) for p in self.aligned.quad] + [tuple(self.aligned.quad[0])]
+        draw.line(quad, fill=(255, 200, 0), width=width)
+        if self.face is not None:
+            x, y, w, h = self.face.box
+            draw.rectangle([x, y, x + w, y + h], outline=(0, 220, 90), width=width)
+            r = width * 1.5
+            for px, py in self.face.landmarks:
+                draw.ellipse([px - r, py - r, px + r, py + r], fill=(255, 40, 40))
+        return canvas
+
+
+def prepare_face(
+    source: ImageSource,
+    *,
+    size: int = 1024,
+    crop: str = "ffhq",
+    already_aligned: bool = False,
+    engine: str = "auto",
+    what: str = "photo",
+) -> PreparedFace:
+    """Apply the input policy and align the largest face (or take the photo as an aligned crop)."""
+    loaded = load_image(source, what=what)
+    photo, notices = loaded.image, list(loaded.notices)
+    rgb = np.asarray(photo)
+    if already_aligned:
+        # The whole photo is the crop: a centred square, resized to the working size.
+        h, w = rgb.shape[:2]
+        side = min(w, h)
+        box = ((w - side) / 2.0, (h - side) / 2.0, float(side), float(side))
+        if w != h:
+            notices.append(f"The {what} is not square; its centre square was used as the aligned face.")
+        return PreparedFace(photo, warp_crop(rgb, square_quad(box, 1.0), size), None, notices)
+    face, more = detect_largest(rgb, engine=engine, what=what)
+    notices += more
+    aligned = align_vox(rgb, face.box, size) if crop == "vox" else align_ffhq(rgb, face.landmarks, size)
+    return PreparedFace(photo, aligned, face, notices)

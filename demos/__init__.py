@@ -1,0 +1,1 @@
+"""Face Lab UI: one module per tab, each exposing ``build()``. No maths here, only layout and wiring."""

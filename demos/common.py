@@ -1,0 +1,86 @@
+"""What every tab shares: error translation, notices, the stand-in banner, upload components."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from typing import Any, Callable, Iterable
+
+import gradio as gr
+
+from backends.errors import FaceLabError
+from backends.standin import standin_enabled
+
+log = logging.getLogger("facelab")
+
+GPU_QUEUE = "gpu"  # one concurrency id shared by every GPU-heavy event
+
+STANDIN_BANNER = (
+    "⚠️ **Stand-in weights are in use.** Every network runs with deterministic random weights of its real "
+    "size, so the app can be tried offline. Images, labels and numbers shown are **not results** of the methods."
+)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn backend errors into messages in the UI and the API; never let a traceback reach a user."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except FaceLabError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception:
+            ref = uuid.uuid4().hex[:8]
+            log.exception("internal error %s in %s", ref, fn.__name__)
+            raise gr.Error(
+                f"Something went wrong inside Face Lab (reference {ref}). Please try another input; "
+                "if it keeps happening, report the reference to the Space owner.",
+                print_exception=False,
+            ) from None
+
+    return wrapper
+
+
+def show_notices(notices: Iterable[str]) -> None:
+    """Show backend notices (capped sizes, several faces...) as toasts."""
+    for notice in notices:
+        gr.Warning(notice)
+
+
+def banner() -> gr.Markdown:
+    """The loud stand-in banner, visible only when stand-in weights are on."""
+    return gr.Markdown(STANDIN_BANNER, visible=standin_enabled(), elem_classes=["standin-banner"])
+
+
+def unavailable_message(method: str, issue_hint: str = "") -> str:
+    return (
+        f"**{method} is not available yet in this build.** The tab shows its planned layout; "
+        f"no output is produced until the method is implemented{issue_hint}."
+    )
+
+
+class UploadImage(gr.Image):
+    """An image upload that hands the raw file to the backend's input policy.
+
+    ``gr.Image`` opens uploads with PIL before the handler runs, so a corrupt or
+    non-image file would fail inside gradio with no helpful message. This keeps the
+    same front-end component but passes the file path through untouched.
+    """
+
+    is_template = True
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("type", "filepath")
+        kwargs.setdefault("sources", ["upload", "clipboard", "webcam"])
+        super().__init__(*args, **kwargs)
+
+    def preprocess(self, payload):  # type: ignore[override]
+        if payload is None:
+            return None
+        if getattr(payload, "path", None):
+            return str(payload.path)
+        return super().preprocess(payload)

@@ -1,0 +1,84 @@
+"""Tab 5 — dynamic facial expression recognition with DFER-CLIP."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from .common import GPU_QUEUE, UploadImage, show_notices, user_errors
+
+ABOUT = """
+### Expression recognition · DFER-CLIP
+DFER-CLIP reads a short clip of a face: 16 frames go through CLIP's ViT-B/32 image encoder, a small
+temporal transformer summarises them into one video feature, and that feature is compared with a text
+feature for every expression. Each expression's text is a few **learned context tokens** followed by a
+written description of how that expression looks, so the model matches what it sees with words.
+
+Modes: **DFER-CLIP** (the trained model, when its checkpoint is installed), **zero-shot CLIP** (plain
+CLIP with our own descriptions, no video training), and a **per-frame baseline** (the small
+mini-XCEPTION FER2013 classifier, averaged over frames). The mode used is always shown.
+
+*Limits:* seven (or eleven, for MAFW) basic categories; one face per video (the largest, tracked);
+long videos are analysed in windows and capped at a few seconds of footage.
+"""
+
+MODES = [
+    ("Automatic", "auto"),
+    ("DFER-CLIP", "dfer_clip"),
+    ("Zero-shot CLIP", "zero_shot_clip"),
+    ("Per-frame baseline (mini-XCEPTION)", "baseline_mini_xception"),
+]
+DATASETS = [("DFEW (7 classes)", "dfew"), ("FERV39k (7 classes)", "ferv39k"), ("MAFW (11 classes)", "mafw")]
+
+
+def _outputs(result):
+    from backends.dfer_clip import ExpressionResult  # noqa: F401  (typing only)
+
+    show_notices(result.notices)
+    rows = [
+        {"time (s)": float(t), "expression": name, "probability": float(p)}
+        for t, probs in result.timeline
+        for name, p in probs.items()
+    ]
+    timeline = pd.DataFrame(rows, columns=["time (s)", "expression", "probability"])
+    return result.probabilities, timeline, result.face_crops, result.to_dict()
+
+
+@user_errors
+def analyze_video(video: str | None, mode: str, dataset: str):
+    from backends import dfer_clip
+
+    return _outputs(dfer_clip.analyze_video(video, mode=mode, dataset=dataset))
+
+
+@user_errors
+def analyze_photo(photo: str | None, mode: str):
+    from backends import dfer_clip
+
+    return _outputs(dfer_clip.analyze_photo(photo, mode=mode))
+
+
+def build() -> None:
+    gr.Markdown(ABOUT)
+    with gr.Row():
+        with gr.Column():
+            with gr.Tab("Video or webcam"):
+                video = gr.Video(label="Face video (mp4, webm, mov)", sources=["upload", "webcam"])
+                dataset = gr.Dropdown(DATASETS, value="dfew", label="Trained on")
+                run_video = gr.Button("Recognise expression", variant="primary")
+            with gr.Tab("Photo"):
+                photo = UploadImage(label="Face photo")
+                run_photo = gr.Button("Recognise expression", variant="primary")
+            mode = gr.Dropdown(MODES, value="auto", label="Mode")
+        with gr.Column():
+            label = gr.Label(label="Expression", num_top_classes=4)
+            timeline = gr.LinePlot(
+                x="time (s)", y="probability", color="expression", label="Probabilities over time", height=260
+            )
+            crops = gr.Gallery(label="Face crops used", columns=8, height=140)
+            details = gr.JSON(label="Details (mode, weights, notices)")
+    outputs = [label, timeline, crops, details]
+    run_video.click(
+        analyze_video, [video, mode, dataset], outputs, api_name="expression_video", concurrency_id=GPU_QUEUE
+    )
+    run_photo.click(analyze_photo, [photo, mode], outputs, api_name="expression_photo", concurrency_id=GPU_QUEUE)

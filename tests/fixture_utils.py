@@ -1,0 +1,55 @@
+"""Helpers shared by the parity tests: locate ../shared/fixtures and rebuild seeded weights."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fixtures_dir() -> Path:
+    """The parity fixtures: $FACELAB_FIXTURES, else ../shared/fixtures beside the checkout."""
+    return Path(os.environ.get("FACELAB_FIXTURES", REPO.parent / "shared" / "fixtures"))
+
+
+def family_dir(family: str) -> Path:
+    """One fixture family's folder; skips the test when the fixtures are not present."""
+    path = fixtures_dir() / family
+    if not path.is_dir():
+        pytest.skip(f"parity fixtures not found at {path} (set FACELAB_FIXTURES)")
+    return path
+
+
+@cache
+def seeded() -> ModuleType:
+    """The fixtures' seeded.py, imported by path."""
+    path = fixtures_dir() / "seeded.py"
+    if not path.is_file():
+        pytest.skip(f"seeded.py not found at {path}")
+    spec = importlib.util.spec_from_file_location("facelab_fixture_seeded", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def load_case(family: str, name: str) -> dict[str, np.ndarray]:
+    """All arrays of one ``.npz`` case."""
+    with np.load(family_dir(family) / name, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def max_abs_diff(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
