@@ -182,8 +182,9 @@ def read_video(
     frames: list[np.ndarray] = []
     with container:
         if not container.streams.video:
-            kind = "an audio-only file" if container.streams.audio else "not a video"
-            raise VideoError(f"This file is {kind}: it has no video track.")
+            if container.streams.audio:
+                raise VideoError("This file is an audio-only file: it has no video track.")
+            raise VideoError("The video has no frames.")
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 25.0)
         limit = min(max_frames, max(1, int(round(max_seconds * fps))))
