@@ -21,9 +21,10 @@ import importlib
 import os
 import sys
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .checkpoints import safe_load
 from .errors import CheckpointError, MissingWeightsError

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import gradio as gr
 
@@ -63,20 +64,16 @@ def unavailable_message(method: str, issue_hint: str = "") -> str:
     )
 
 
-class UploadImage(gr.Image):
+class RawPathImage(gr.Image):
     """An image upload that hands the raw file to the backend's input policy.
 
     ``gr.Image`` opens uploads with PIL before the handler runs, so a corrupt or
     non-image file would fail inside gradio with no helpful message. This keeps the
-    same front-end component but passes the file path through untouched.
+    same front-end component but passes the file path through untouched. (It must not
+    override ``__init__``: gradio reads the component's props from that signature.)
     """
 
-    is_template = True
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        kwargs.setdefault("type", "filepath")
-        kwargs.setdefault("sources", ["upload", "clipboard", "webcam"])
-        super().__init__(*args, **kwargs)
+    is_template = True  # rendered by gradio's own Image front end
 
     def preprocess(self, payload):  # type: ignore[override]
         if payload is None:
@@ -84,3 +81,10 @@ class UploadImage(gr.Image):
         if getattr(payload, "path", None):
             return str(payload.path)
         return super().preprocess(payload)
+
+
+def UploadImage(**kwargs: Any) -> RawPathImage:  # noqa: N802 - reads like a component
+    """A face-photo upload (file, clipboard or webcam) whose handler receives the raw file path."""
+    kwargs.setdefault("type", "filepath")
+    kwargs.setdefault("sources", ["upload", "clipboard", "webcam"])
+    return RawPathImage(**kwargs)

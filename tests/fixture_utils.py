@@ -53,3 +53,28 @@ def load_case(family: str, name: str) -> dict[str, np.ndarray]:
 
 def max_abs_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+
+
+def rosinality_g_ema(config: str) -> dict:
+    """The seeded ``g_ema`` of fixture family stylegan2_rosinality, ``config`` "a" (1024) or "b" (vox 256).
+
+    Manifest tensors + exact FIR-kernel buffers, in the official key order (base_seed 0).
+    """
+    import torch
+
+    folder = family_dir("stylegan2_rosinality")
+    sd = seeded().seeded_state_dict(seeded().load_manifest(folder / f"manifest_config_{config}.json"), base_seed=0)
+    for name, spec in load_json(folder / f"fixed_buffers_config_{config}.json").items():
+        sd[name] = torch.tensor(spec["values"], dtype=torch.float32).reshape(spec["shape"])
+    return {k: sd[k] for k in load_json(folder / f"state_dict_keys_config_{config}.json")}
+
+
+def genforce_generator_state() -> dict:
+    """The seeded ``generator_smooth`` of fixture family stylegan2_genforce (165 keys, official order)."""
+    import torch
+
+    folder = family_dir("stylegan2_genforce")
+    sd = seeded().seeded_state_dict(seeded().load_manifest(folder / "manifest.json"), base_seed=0)
+    for name, spec in load_json(folder / "fixed_buffers.json").items():
+        sd[name] = torch.tensor(spec["values"], dtype=torch.float32).reshape(spec["shape"])
+    return {k: sd[k] for k in load_json(folder / "state_dict_keys.json")}

@@ -1,0 +1,80 @@
+"""End to end in headless Chromium (Debian's package), driven by Playwright for Python.
+
+Opens the app, visits every tab, and runs the face pipeline on the astronaut photo.
+Never downloads a browser: it uses /usr/bin/chromium, which .ci/run installs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.app_server import running_app
+
+CHROMIUM = Path(os.environ.get("FACELAB_CHROMIUM", "/usr/bin/chromium"))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+TABS = ["Reenactment", "Latent paths", "PoS subspaces", "Anonymization", "Expression", "Models & about"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run must install Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    with running_app() as url:
+        yield url
+
+
+def test_every_tab_opens_and_the_face_pipeline_aligns(browser, app_url, tmp_path, shared_weights):
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(app_url, wait_until="networkidle")
+    page.get_by_text("Face Lab", exact=False).first.wait_for()
+    assert page.get_by_text("Stand-in weights are in use").count() == 0
+
+    headings = {
+        "Reenactment": "Reenactment · StyleMask",
+        "Latent paths": "Latent-path editing · ContraCLIP",
+        "PoS subspaces": "PoS subspaces · removing a visual theme",
+        "Anonymization": "Anonymization · FALCO",
+        "Expression": "Expression recognition · DFER-CLIP",
+        "Models & about": "Models and weights",
+    }
+    for tab in TABS:
+        page.get_by_role("tab", name=tab).click()
+        page.get_by_text(headings[tab], exact=False).first.wait_for(state="visible", timeout=10_000)
+
+    # Models tab is open: upload the astronaut to the face pipeline and wait for the aligned crop.
+    page.locator("#face-check-input input[type=file]").set_input_files(str(photo))
+    page.locator("#face-check-input img").first.wait_for(state="visible", timeout=20_000)
+    page.locator("#face-check-run").click()
+    page.locator("#face-check-crop img").first.wait_for(state="visible", timeout=60_000)
+    src = page.locator("#face-check-crop img").first.get_attribute("src")
+    assert src and ("/file=" in src or "gradio_api/file" in src or src.startswith("data:"))
+    page.screenshot(path=str(tmp_path / "face_check.png"), full_page=True)
+    page.close()
+
+
+def test_standin_banner_is_loud(browser):
+    with running_app(standin=True) as url:
+        page = browser.new_page()
+        page.goto(url, wait_until="networkidle")
+        banner = page.get_by_text("Stand-in weights are in use")
+        banner.first.wait_for(state="visible", timeout=15_000)
+        page.close()
