@@ -1,0 +1,360 @@
+"""Parity of our StyleGAN2 generator with the official rosinality and genforce code.
+
+Each parity test rebuilds the seeded stand-in weights exactly as the fixture
+READMEs describe, writes them in the official checkpoint structure, loads the
+file through our own loader and compares with the outputs the official code
+produced for the same weights. Tolerances are the READMEs' thresholds; a
+failing case is a bug in our code, never a reason to loosen them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backends.errors import CheckpointError
+from backends.networks import stylegan2 as sg
+from tests.fixture_utils import (
+    family_dir,
+    genforce_generator_state,
+    load_case,
+    load_json,
+    max_abs_diff,
+    rosinality_g_ema,
+)
+
+ROS = "stylegan2_rosinality"
+GF = "stylegan2_genforce"
+HR = "hyperreenact"
+
+# Thresholds from the fixture READMEs.
+ROS_W_TOL = 1e-5      # w and styles
+ROS_IMG_TOL = 1e-4    # images
+GF_TOL = 1e-4         # w, W+, styles and images
+HR_IMG_TOL = 1e-4
+
+
+def assert_close(actual: torch.Tensor, expected: np.ndarray, tol: float, what: str) -> float:
+    """atol = rtol = ``tol`` comparison; returns the max abs diff for the report."""
+    actual_np = actual.detach().cpu().numpy()
+    assert actual_np.shape == expected.shape, f"{what}: shape {actual_np.shape} != {expected.shape}"
+    diff = max_abs_diff(actual_np, expected)
+    ok = np.allclose(actual_np, expected, atol=tol, rtol=tol)
+    print(f"[parity] {what}: max|diff| = {diff:.3g} (tol {tol:g})")
+    assert ok, f"{what}: max abs diff {diff:.3g} exceeds atol/rtol {tol:g}"
+    return diff
+
+
+def t(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+# ---------------------------------------------------------------------------
+# Generators loaded through our loaders from files in the official structure
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def g_ffhq(tmp_path_factory) -> sg.Generator:
+    """Config A (1024, cm 2) from a stylegan2-ffhq-config-f.pt-like file."""
+    path = tmp_path_factory.mktemp("ros_a") / "stylegan2-ffhq-config-f.pt"
+    torch.save({"g_ema": rosinality_g_ema("a"), "latent_avg": torch.zeros(512)}, path)
+    return sg.load_rosinality_checkpoint(path, size=1024, channel_multiplier=2)
+
+
+@pytest.fixture(scope="module")
+def g_vox(tmp_path_factory) -> sg.Generator:
+    """Config B (256, cm 1) from a stylegan-voxceleb.pt-like file."""
+    path = tmp_path_factory.mktemp("ros_b") / "stylegan-voxceleb.pt"
+    torch.save({"g_ema": rosinality_g_ema("b"), "latent_avg": torch.zeros(512)}, path)
+    return sg.load_rosinality_checkpoint(path, size=256, channel_multiplier=1)
+
+
+@pytest.fixture(scope="module")
+def g_genforce(tmp_path_factory) -> sg.Generator:
+    """The genforce FFHQ-1024 generator from a stylegan2_ffhq1024.pth-like file.
+
+    ``generator`` is deliberately different (zeros) so the test proves that
+    ``generator_smooth`` is the entry read; the discriminator must be ignored.
+    """
+    smooth = genforce_generator_state()
+    decoy = {k: torch.zeros_like(v) for k, v in smooth.items()}
+    path = tmp_path_factory.mktemp("gf") / "stylegan2_ffhq1024.pth"
+    torch.save({"generator_smooth": smooth, "generator": decoy,
+                "discriminator": {"b0.conv.weight": torch.zeros(2, 2)}}, path)
+    return sg.load_genforce_checkpoint(path)
+
+
+# ---------------------------------------------------------------------------
+# stylegan2_rosinality
+# ---------------------------------------------------------------------------
+
+
+def test_rosinality_key_layout_matches_official(g_ffhq, g_vox):
+    for G, config in ((g_ffhq, "a"), (g_vox, "b")):
+        keys = load_json(family_dir(ROS) / f"state_dict_keys_config_{config}.json")
+        assert list(G.state_dict().keys()) == keys
+    assert (g_ffhq.n_latent, g_ffhq.num_conv_layers) == (18, 17)
+    assert (g_vox.n_latent, g_vox.num_conv_layers) == (14, 13)
+
+
+@torch.inference_mode()
+def test_rosinality_a_mapping(g_ffhq):
+    case = load_case(ROS, "case_a_mapping.npz")
+    assert_close(g_ffhq.mapping(t(case["z"])), case["w"], ROS_W_TOL, "rosinality a: w")
+
+
+@torch.inference_mode()
+def test_rosinality_b_synthesis(g_ffhq):
+    case = load_case(ROS, "case_b_synthesis.npz")
+    image = g_ffhq(t(case["wplus"]), truncation=1.0, noise="const")
+    assert_close(image, case["image"], ROS_IMG_TOL, "rosinality b: image 1024")
+
+
+@torch.inference_mode()
+def test_rosinality_c_truncation(g_ffhq):
+    case = load_case(ROS, "case_c_truncation.npz")
+    center = g_ffhq.mapping(t(case["trunc_z"])).mean(0, keepdim=True)
+    assert_close(center, case["trunc_latent"], ROS_W_TOL, "rosinality c: trunc_latent")
+    image = g_ffhq(t(case["wplus"]), truncation=float(case["truncation"]),
+                   truncation_latent=t(case["trunc_latent"]))
+    assert_close(image, case["image"], ROS_IMG_TOL, "rosinality c: image psi 0.7")
+
+
+@torch.inference_mode()
+def test_rosinality_d_stylespace(g_ffhq):
+    case = load_case(ROS, "case_d_stylespace.npz")
+    wplus = t(case["wplus"])
+    assert g_ffhq.style_sections == case["s_conv_sections"].tolist()
+    assert g_ffhq.rgb_style_sections == case["s_rgb_sections"].tolist()
+    s_conv = g_ffhq.flatten_styles(g_ffhq.style_vectors(wplus))
+    s_rgb = g_ffhq.flatten_styles(g_ffhq.rgb_style_vectors(wplus))
+    assert_close(s_conv, case["s_conv"], ROS_W_TOL, "rosinality d: s_conv")
+    assert_close(s_rgb, case["s_rgb"], ROS_W_TOL, "rosinality d: s_rgb")
+    edited = g_ffhq.split_styles(t(case["s_conv_edited"]))
+    image = g_ffhq.synthesis_from_styles(edited, wplus, noise="const")
+    # The official decoder's resize_image=True: AdaptiveAvgPool2d(256) on 1024, i.e. a 4x4 mean.
+    image_256 = F.avg_pool2d(image, 4)
+    assert_close(image_256, case["image_edited_256"], ROS_IMG_TOL, "rosinality d: edited decode 256")
+
+
+@torch.inference_mode()
+def test_rosinality_vox256(g_vox):
+    case = load_case(ROS, "case_vox256.npz")
+    assert_close(g_vox.mapping(t(case["z"])), case["w"], ROS_W_TOL, "rosinality vox256: w")
+    center = g_vox.mapping(t(case["trunc_z"])).mean(0, keepdim=True)
+    assert_close(center, case["trunc_latent"], ROS_W_TOL, "rosinality vox256: trunc_latent")
+    image = g_vox(t(case["wplus"]), truncation=float(case["truncation"]),
+                  truncation_latent=t(case["trunc_latent"]), weight_deltas=None)
+    assert_close(image, case["image"], ROS_IMG_TOL, "rosinality vox256: image")
+
+
+# ---------------------------------------------------------------------------
+# stylegan2_genforce
+# ---------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def test_genforce_a_mapping(g_genforce):
+    case = load_case(GF, "case_a_mapping.npz")
+    w = g_genforce.mapping(t(case["z"]))
+    assert_close(w, case["w"], GF_TOL, "genforce a: w")
+    assert_close(g_genforce.to_wplus(w), case["wp_get_w_psi1"], GF_TOL, "genforce a: get_w psi 1")
+
+
+@torch.inference_mode()
+def test_genforce_b_synthesis_and_styles(g_genforce):
+    case = load_case(GF, "case_b_synthesis.npz")
+    wp = t(case["wp"])
+    for j, s in enumerate(g_genforce.style_vectors(wp)):
+        assert_close(s, case[f"style{j:02d}"], GF_TOL, f"genforce b: style{j:02d}")
+    for k, s in enumerate(g_genforce.rgb_style_vectors(wp)):
+        assert_close(s, case[f"output_style{k}"], GF_TOL, f"genforce b: output_style{k}")
+    assert_close(g_genforce(wp), case["image"], GF_TOL, "genforce b: image 1024")
+
+
+@torch.inference_mode()
+def test_genforce_c_truncation(g_genforce):
+    case = load_case(GF, "case_c_truncation.npz")
+    assert_close(g_genforce.w_avg.reshape(-1), case["w_avg"], 0.0, "genforce c: w_avg")
+    w = g_genforce.mapping(t(case["z"]))
+    assert_close(w, case["w"], GF_TOL, "genforce c: w")
+    wp = g_genforce.to_wplus(w)
+    for psi, key in ((0.7, "wp_psi07_all18"), (0.6, "wp_psi06_all18")):
+        assert_close(g_genforce.truncate(wp, psi, g_genforce.w_avg), case[key], GF_TOL, f"genforce c: {key}")
+    lt8 = g_genforce.truncate(wp, 0.7, g_genforce.w_avg, num_layers=8)
+    assert_close(lt8, case["wp_psi07_layers_lt8"], GF_TOL, "genforce c: wp_psi07_layers_lt8")
+
+
+def test_genforce_reads_generator_when_no_smooth_entry():
+    G = sg.load_genforce_checkpoint({"generator": genforce_generator_state()})
+    case = load_case(GF, "case_a_mapping.npz")
+    with torch.inference_mode():
+        assert_close(G.mapping(t(case["z"])), case["w"], GF_TOL, "genforce 'generator' entry: w")
+
+
+# ---------------------------------------------------------------------------
+# HyperReenact weight offsets on config B (generator-level check only)
+# ---------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def test_hyperreenact_weight_deltas_image(g_vox):
+    hyper = load_case(HR, "case_b_hypernet.npz")
+    case = load_case(HR, "case_c_reenact.npz")
+    tuned = hyper["tuned_layers"].tolist()
+    official = [t(hyper[f"delta_{i:02d}"]) if i in tuned else None for i in range(20)]
+    deltas = sg.hyperstyle_to_conv_deltas(official)
+    assert len(deltas) == g_vox.num_conv_layers and all(d is not None for d in deltas)
+    kwargs = dict(truncation=float(case["truncation"]), truncation_latent=t(case["trunc_latent"]))
+    image = g_vox(t(case["wplus"]), weight_deltas=deltas, **kwargs)
+    assert_close(image, case["image"], HR_IMG_TOL, "hyperreenact c: image W(1+delta)")
+    assert_close(g_vox(t(case["wplus"]), **kwargs), case["image_no_delta"], HR_IMG_TOL,
+                 "hyperreenact c: image without delta")
+
+
+# ---------------------------------------------------------------------------
+# Loader errors
+# ---------------------------------------------------------------------------
+
+
+def test_missing_g_ema_is_a_checkpoint_error():
+    with pytest.raises(CheckpointError, match="g_ema"):
+        sg.load_rosinality_checkpoint({"state_dict": {}}, size=256, channel_multiplier=1)
+
+
+def test_incomplete_g_ema_lists_missing_keys():
+    g_ema = sg.standin_checkpoint_vox256()["g_ema"]
+    del g_ema["noises.noise_3"], g_ema["convs.2.conv.blur.kernel"]
+    g_ema["extra.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError) as info:
+        sg.load_rosinality_checkpoint({"g_ema": g_ema}, size=256, channel_multiplier=1)
+    message = str(info.value)
+    assert "Missing keys (2)" in message and "noises.noise_3" in message
+    assert "convs.2.conv.blur.kernel" in message and "extra.weight" in message
+
+
+def test_wrong_config_is_a_checkpoint_error():
+    ckpt = sg.standin_checkpoint_vox256()
+    with pytest.raises(CheckpointError, match="Wrong shapes"):
+        sg.load_rosinality_checkpoint(ckpt, size=256, channel_multiplier=2)
+
+
+def test_truncated_file_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "stylegan-voxceleb.pt"
+    torch.save(sg.standin_checkpoint_vox256(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError):
+        sg.load_rosinality_checkpoint(path, size=256, channel_multiplier=1)
+
+
+def test_genforce_errors_name_genforce_keys():
+    with pytest.raises(CheckpointError, match="generator_smooth"):
+        sg.load_genforce_checkpoint({"discriminator": {}})
+    state = dict(sg.standin_checkpoint_genforce_ffhq1024()["generator_smooth"])
+    del state["synthesis.layer3.noise"], state["truncation.w_avg"]
+    with pytest.raises(CheckpointError) as info:
+        sg.load_genforce_checkpoint({"generator_smooth": state})
+    assert "Missing keys (2)" in str(info.value) and "synthesis.layer3.noise" in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# Stand-in checkpoints, latent helpers, style space and weight-delta hook
+# ---------------------------------------------------------------------------
+
+
+def _assert_same_tensors(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_standin_vox256_is_deterministic_and_loads_strictly():
+    first, second = sg.standin_checkpoint_vox256(), sg.standin_checkpoint_vox256()
+    _assert_same_tensors(first["g_ema"], second["g_ema"])
+    assert torch.equal(first["latent_avg"], second["latent_avg"]) and first["latent_avg"].shape == (512,)
+    # With base_seed 0 the stand-in equals the fixture's config B bit for bit.
+    _assert_same_tensors(first["g_ema"], rosinality_g_ema("b"))
+    G = sg.load_rosinality_checkpoint(first, size=256, channel_multiplier=1)
+    assert G.w_avg.shape == (1, 512)
+
+
+def test_standin_ffhq1024_matches_fixture_config_a():
+    ckpt = sg.standin_checkpoint_ffhq1024()
+    _assert_same_tensors(ckpt["g_ema"], rosinality_g_ema("a"))
+    G = sg.load_rosinality_checkpoint(ckpt, size=1024, channel_multiplier=2)
+    with torch.inference_mode():
+        assert torch.allclose(G.mean_latent(4096, seed=0).reshape(-1), ckpt["latent_avg"])
+
+
+def test_standin_genforce_matches_fixture_and_loads():
+    ckpt = sg.standin_checkpoint_genforce_ffhq1024()
+    _assert_same_tensors(ckpt["generator_smooth"], genforce_generator_state())
+    G = sg.load_genforce_checkpoint(ckpt)
+    assert torch.equal(G.w_avg.reshape(-1), ckpt["generator_smooth"]["truncation.w_avg"])
+
+
+@torch.inference_mode()
+def test_mean_latent_is_seeded(g_vox):
+    a, b = g_vox.mean_latent(1024, seed=0), g_vox.mean_latent(1024, seed=0)
+    assert a.shape == (1, 512) and torch.equal(a, b)
+    assert not torch.equal(a, g_vox.mean_latent(1024, seed=1))
+
+
+@torch.inference_mode()
+def test_truncate_every_row_and_identity(g_vox):
+    wplus = torch.randn(2, g_vox.n_latent, 512, generator=torch.Generator().manual_seed(3))
+    center = torch.randn(1, 512, generator=torch.Generator().manual_seed(4))
+    assert g_vox.truncate(wplus, 1.0, None) is wplus
+    out = g_vox.truncate(wplus, 0.5, center)
+    assert torch.allclose(out, center[:, None] + 0.5 * (wplus - center[:, None]))
+
+
+@torch.inference_mode()
+def test_styles_round_trip_equals_synthesis(g_vox):
+    case = load_case(ROS, "case_vox256.npz")
+    wplus = t(case["wplus"])
+    direct = g_vox.synthesis(wplus)
+    styles = g_vox.split_styles(g_vox.flatten_styles(g_vox.style_vectors(wplus)))
+    assert torch.equal(g_vox.synthesis_from_styles(styles, wplus), direct)
+
+
+@torch.inference_mode()
+def test_random_noise_is_reproducible_and_differs_from_const(g_vox):
+    wplus = g_vox.to_wplus(g_vox.mean_latent(256))
+    a = g_vox.synthesis(wplus, noise="random", generator=torch.Generator().manual_seed(7))
+    b = g_vox.synthesis(wplus, noise="random", generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, g_vox.synthesis(wplus, noise="const"))
+
+
+@torch.inference_mode()
+def test_weight_delta_hook(g_vox):
+    wplus = t(load_case(ROS, "case_vox256.npz")["wplus"])
+    base = g_vox.synthesis(wplus)
+    zeros = [torch.zeros(1, c.conv.out_ch, c.conv.in_ch) for c in g_vox.styled_convs()]
+    assert torch.equal(g_vox.synthesis(wplus, weight_deltas=zeros), base)
+    assert torch.equal(g_vox.synthesis(wplus, weight_deltas=[None] * g_vox.num_conv_layers), base)
+
+    # One non-zero offset on convs.3: the image changes, and the [1,out,in] form
+    # equals the official [1,out,in,3,3] repeated form.
+    gen = torch.Generator().manual_seed(11)
+    conv = g_vox.styled_convs()[4].conv
+    delta = 0.3 * torch.randn(1, conv.out_ch, conv.in_ch, generator=gen)
+    deltas = [None] * g_vox.num_conv_layers
+    deltas[4] = delta
+    changed = g_vox.synthesis(wplus, weight_deltas=deltas)
+    assert (changed - base).abs().max() > 1e-2
+    deltas[4] = delta[..., None, None].repeat(1, 1, 1, 3, 3)
+    assert torch.allclose(g_vox.synthesis(wplus, weight_deltas=deltas), changed, atol=1e-6)
+
+    # Semantics: W(1+Δ) is applied before modulation/demodulation, so scaling a whole
+    # layer's weight (Δ = c) is undone by demodulation and leaves the image unchanged.
+    deltas[4] = torch.full((1, conv.out_ch, conv.in_ch), 0.5)
+    assert torch.allclose(g_vox.synthesis(wplus, weight_deltas=deltas), base, atol=1e-5)
+
+    with pytest.raises(ValueError):
+        g_vox.synthesis(wplus, weight_deltas=[None] * 3)
