@@ -388,8 +388,10 @@ def choose_classifier(mode: str = "auto", dataset: str = "dfew") -> tuple[Expres
     try:
         return get_classifier("dfer_clip", dataset), None
     except (MissingWeightsError, CheckpointError) as exc:
-        reason = (f"DFER-CLIP ({DATASET_TITLES[dataset]}) could not be used, so the per-frame "
-                  f"mini-XCEPTION baseline was used instead. {exc}")
+        what = (f"weights ({exc.filename}) are not installed on this server"
+                if isinstance(exc, MissingWeightsError) and exc.filename else f"checkpoint could not be used: {exc}")
+        reason = (f"DFER-CLIP ({DATASET_TITLES[dataset]}) {what}, so the per-frame mini-XCEPTION baseline "
+                  "was used instead. The Models & about tab says how to add the weights.")
         return get_classifier("baseline_mini_xception", dataset), reason
 
 

@@ -31,9 +31,12 @@ MODES = [
 DATASETS = [("DFEW (7 classes)", "dfew"), ("FERV39k (7 classes)", "ferv39k"), ("MAFW (11 classes)", "mafw")]
 
 
-def _outputs(result):
-    from backends.dfer_clip import ExpressionResult  # noqa: F401  (typing only)
+def _mode_line(result) -> str:
+    weights = "**stand-in weights — not a result**" if result.standin else "real weights"
+    return f"**Mode:** {result.mode_label} · {weights}"
 
+
+def _outputs(result, *, video: bool):
     show_notices(result.notices)
     rows = [
         {"time (s)": float(t), "expression": name, "probability": float(p)}
@@ -41,21 +44,22 @@ def _outputs(result):
         for name, p in probs.items()
     ]
     timeline = pd.DataFrame(rows, columns=["time (s)", "expression", "probability"])
-    return result.probabilities, timeline, result.face_crops, result.to_dict()
+    plot = gr.LinePlot(value=timeline, visible=video and len(result.timeline) > 1)
+    return _mode_line(result), result.probabilities, plot, result.face_crops, result.to_dict()
 
 
 @user_errors
 def analyze_video(video: str | None, mode: str, dataset: str):
     from backends import dfer_clip
 
-    return _outputs(dfer_clip.analyze_video(video, mode=mode, dataset=dataset))
+    return _outputs(dfer_clip.analyze_video(video, mode=mode, dataset=dataset), video=True)
 
 
 @user_errors
 def analyze_photo(photo: str | None, mode: str):
     from backends import dfer_clip
 
-    return _outputs(dfer_clip.analyze_photo(photo, mode=mode))
+    return _outputs(dfer_clip.analyze_photo(photo, mode=mode), video=False)
 
 
 def build() -> None:
@@ -71,13 +75,18 @@ def build() -> None:
                 run_photo = gr.Button("Recognise expression", variant="primary")
             mode = gr.Dropdown(MODES, value="auto", label="Mode")
         with gr.Column():
+            mode_used = gr.Markdown()
             label = gr.Label(label="Expression", num_top_classes=4)
             timeline = gr.LinePlot(
-                x="time (s)", y="probability", color="expression", label="Probabilities over time", height=260
+                x="time (s)", y="probability", color="expression", label="Probabilities over time",
+                height=260, visible=False,
             )
-            crops = gr.Gallery(label="Face crops used", columns=8, height=140)
-            details = gr.JSON(label="Details (mode, weights, notices)")
-    outputs = [label, timeline, crops, details]
+            crops = gr.Gallery(
+                label="Face crops used", columns=6, rows=1, height=150, object_fit="contain", allow_preview=False,
+                fit_columns=False,
+            )
+            details = gr.JSON(label="Details (mode, weights, notices)", max_height=260)
+    outputs = [mode_used, label, timeline, crops, details]
     run_video.click(
         analyze_video, [video, mode, dataset], outputs, api_name="expression_video", concurrency_id=GPU_QUEUE
     )
