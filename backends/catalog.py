@@ -18,7 +18,7 @@ class Method:
 METHODS: dict[str, Method] = {
     m.key: m
     for m in [
-        Method("stylemask", "StyleMask", "Bounareli et al., FG 2023", available=False),
+        Method("stylemask", "StyleMask", "Bounareli et al., FG 2023", available=True),
         Method("hyperreenact", "HyperReenact", "Bounareli et al., ICCV 2023", available=False),
         Method("gan_directions", "GAN directions", "Bounareli et al., BMVC 2022", available=False),
         Method("contraclip", "ContraCLIP", "Tzelepis et al., 2022", available=False),

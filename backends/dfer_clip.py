@@ -38,6 +38,7 @@ from PIL import Image
 
 from .device import get_device, gpu_task
 from .errors import CheckpointError, FaceLabError, InputError, MissingWeightsError, NoFaceError, VideoError
+from .face.track import fill_gaps, track_faces
 from .networks.dfer_clip import (
     CLASSES_BY_DATASET,
     NUM_FRAMES,
@@ -62,8 +63,7 @@ WINDOW_STEP_SECONDS = 1.0
 MAX_WINDOWS = 12
 MAX_FACE_CROPS_SHOWN = 4
 FEATURE_BATCH = 16
-TRACK_MIN_IOU = 0.2
-TRACK_SMOOTHING = 0.5  # weight of the previous box in the running box average
+TRACK_SMOOTH_WINDOW = 5  # frames (of those analysed) in the centred average of the face box
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STANDIN_NOTICE = "Stand-in weights were used: these probabilities are not results."
 
@@ -142,16 +142,6 @@ def plan_windows(n: int, fps: float, window_seconds: float = WINDOW_SECONDS,
 
 # --------------------------------------------------------------------------- faces
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
 def crop_face(rgb: np.ndarray, box: Sequence[float], scale: float = FACE_BOX_SCALE,
               size: int = CROP_SIZE) -> np.ndarray:
     """A square crop around ``box`` (reflected at the borders), resized with PIL bilinear.
@@ -189,58 +179,28 @@ class TrackedCrops:
 def track_face_crops(frames: Sequence[np.ndarray], indices: Iterable[int], detector: Any) -> TrackedCrops:
     """Crop the tracked face in each frame of ``indices`` (in time order).
 
-    The largest face starts the track; later frames take the face that overlaps the
-    running box most (IoU), and the box is averaged over time to steady the crop. A frame
-    without a face reuses the last good crop (the first good one for leading frames).
+    The face is followed with :func:`backends.face.track.track_faces` (largest face first,
+    then by overlap) and its box averaged over neighbouring frames to steady the crop. A
+    frame without a face reuses the last good crop (the first good one for leading frames).
     """
     order = sorted(set(indices))
-    crops: dict[int, np.ndarray] = {}
-    boxes: dict[int, tuple[float, ...]] = {}
-    missing: list[int] = []
-    box: tuple[float, ...] | None = None
-    many_faces = 0
-    for i in order:
-        faces = detector.detect(frames[i])
-        if not faces:
-            missing.append(i)
-            continue
-        many_faces += len(faces) > 1
-        box = boxes[i] = _next_box(box, faces)
-        crops[i] = crop_face(frames[i], box)
-    if not crops:
+    track = track_faces(frames, detector, order)
+    if not track.found:
         raise NoFaceError(
             f"No face was found in any of the {len(order)} frames analysed. Use a video where the face "
             "is clearly visible, facing the camera and well lit."
         )
-    _fill_missing(crops, order)
+    smoothed = track.smoothed_boxes(TRACK_SMOOTH_WINDOW)
+    boxes = {i: tuple(float(v) for v in box) for i, box in zip(order, smoothed, strict=True) if box is not None}
+    found = {i: crop_face(frames[i], box) for i, box in boxes.items()}
+    crops = dict(zip(order, fill_gaps([found.get(i) for i in order]), strict=True))
     notices = []
-    if missing:
-        notices.append(f"No face was found in {len(missing)} of {len(order)} analysed frames; "
+    if track.missing:
+        notices.append(f"No face was found in {track.missing} of {len(order)} analysed frames; "
                        "the nearest earlier face crop was reused for them.")
-    if many_faces:
+    if track.frames_with_several_faces:
         notices.append("Several faces are visible; the largest one was tracked.")
-    return TrackedCrops(crops, len(missing), notices, boxes)
-
-
-def _next_box(previous: tuple[float, ...] | None, faces: Sequence[Any]) -> tuple[float, ...]:
-    """The tracked face's smoothed box given this frame's detections (largest first)."""
-    if previous is None:
-        return tuple(float(v) for v in faces[0].box)
-    best = max(faces, key=lambda f: _iou(previous, f.box))
-    if _iou(previous, best.box) < TRACK_MIN_IOU:
-        return tuple(float(v) for v in faces[0].box)  # lost the track: restart on the largest face
-    a = TRACK_SMOOTHING
-    return tuple(a * p + (1.0 - a) * float(c) for p, c in zip(previous, best.box, strict=True))
-
-
-def _fill_missing(crops: dict[int, np.ndarray], order: Sequence[int]) -> None:
-    first = next(i for i in order if i in crops)
-    last = crops[first]
-    for i in order:
-        if i in crops:
-            last = crops[i]
-        else:
-            crops[i] = last
+    return TrackedCrops(crops, track.missing, notices, boxes)
 
 
 # --------------------------------------------------------------------------- classifiers

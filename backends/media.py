@@ -11,6 +11,10 @@ H.264 MP4.
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ MAX_VIDEO_BYTES = 100 * 1024 * 1024
 MAX_VIDEO_SECONDS = 10.0
 MAX_VIDEO_FRAMES = 250
 VIDEO_MAX_SIDE = 720
+RESULTS_TTL_SECONDS = 6 * 3600  # result files are deleted after this long, like gradio's upload cache
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
@@ -261,3 +266,25 @@ def side_by_side(images: Sequence[np.ndarray], height: int = 256) -> np.ndarray:
         w = max(2, round(pil.width * height / pil.height))
         resized.append(np.asarray(pil.resize((w, height), Image.Resampling.BILINEAR)))
     return np.concatenate(resized, axis=1)
+
+
+def results_root() -> Path:
+    """Where per-request result files live: $FACELAB_RESULTS_DIR, else a folder in the system temp dir."""
+    return Path(os.environ.get("FACELAB_RESULTS_DIR", Path(tempfile.gettempdir()) / "facelab_results"))
+
+
+def results_dir(kind: str, ttl: float = RESULTS_TTL_SECONDS) -> Path:
+    """A new private folder for one request's output files.
+
+    Faces are private: every call also deletes the folders of earlier requests older than ``ttl``.
+    """
+    root = results_root()
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        try:
+            if old.is_dir() and now - old.stat().st_mtime > ttl:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue  # another request removed it first
+    return Path(tempfile.mkdtemp(prefix=f"{kind}_", dir=root))

