@@ -14,16 +14,19 @@ Video path: frames -> the official test-time sampling (16 segment midpoints, sho
 clips padded with the last frame) -> the largest face, tracked across frames -> square
 crops resized to 224 with PIL bilinear and scaled to [0, 1] as the official loader
 feeds them -> model. Long videos also get a timeline of ~2 s windows stepping 1 s.
+On request, an annotated copy of the video is written: the tracked face box and the
+expression of the window around each frame.
 
 CLI::
 
-    python -m backends.dfer_clip predict VIDEO_OR_IMAGE [--mode MODE] [--dataset dfew|mafw|ferv39k]
+    python -m backends.dfer_clip predict VIDEO_OR_IMAGE [--mode MODE] [--dataset dfew|mafw|ferv39k] [--annotate]
     python -m backends.dfer_clip evaluate --annotations FILE --frames-root DIR [--checkpoint KEY_OR_PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import functools
 import json
 import sys
@@ -66,6 +69,8 @@ FEATURE_BATCH = 16
 TRACK_SMOOTH_WINDOW = 5  # frames (of those analysed) in the centred average of the face box
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STANDIN_NOTICE = "Stand-in weights were used: these probabilities are not results."
+ANNOTATION_COLOUR = (64, 220, 120)  # RGB: a light green that reads on skin, dark and bright backgrounds
+ANNOTATED_VIDEO_NAME = "expression_annotated.mp4"
 
 
 # --------------------------------------------------------------------------- result
@@ -87,6 +92,7 @@ class ExpressionResult:
     dataset: str | None = None
     frames_analysed: int = 0
     frames_without_face: int = 0
+    annotated_video: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (face crops are left out; their count is given)."""
@@ -104,6 +110,8 @@ class ExpressionResult:
             "frames_analysed": self.frames_analysed,
             "frames_without_face": self.frames_without_face,
             "face_crops": len(self.face_crops),
+            # Only the file name: server paths stay private (the file itself is a separate output).
+            "annotated_video": None if self.annotated_video is None else self.annotated_video.name,
         }
 
 
@@ -419,8 +427,12 @@ def _evenly(items: Sequence[Any], k: int) -> list[Any]:
 
 
 def analyze_frames(frames: Sequence[np.ndarray], fps: float, mode: str = "auto", dataset: str = "dfew",
-                   notices: Sequence[str] = (), detector: Any = None) -> ExpressionResult:
-    """Expression probabilities for decoded RGB frames (the core of :func:`analyze_video`)."""
+                   notices: Sequence[str] = (), detector: Any = None, annotate: bool = False) -> ExpressionResult:
+    """Expression probabilities for decoded RGB frames (the core of :func:`analyze_video`).
+
+    With ``annotate``, every frame is also written to an MP4 with the face box and the
+    expression of its window (see :func:`write_annotated_video`).
+    """
     if len(frames) == 0:
         raise VideoError("The video has no frames.")
     classifier, fallback = choose_classifier(mode, dataset)
@@ -437,16 +449,23 @@ def analyze_frames(frames: Sequence[np.ndarray], fps: float, mode: str = "auto",
     tracked = track_face_crops(frames, needed, detector)
     probabilities, timeline = classify_crops(classifier, tracked.crops, overall, window_indices)
     shown = [tracked.crops[i] for i in _evenly(sorted(set(overall)), MAX_FACE_CROPS_SHOWN)]
-    return _result(classifier, fallback, probabilities, timeline, shown, [*notices, *tracked.notices],
-                   len(needed), tracked.missing)
+    result = _result(classifier, fallback, probabilities, timeline, shown, [*notices, *tracked.notices],
+                     len(needed), tracked.missing)
+    if annotate:
+        result.annotated_video = write_annotated_video(frames, fps, needed, tracked.boxes, windows, timeline)
+    return result
 
 
-def analyze_video(path: str | Path, mode: str = "auto", dataset: str = "dfew") -> ExpressionResult:
-    """Expression recognition on a video upload (capped by the media policy, with a notice)."""
+def analyze_video(path: str | Path, mode: str = "auto", dataset: str = "dfew",
+                  annotate: bool = False) -> ExpressionResult:
+    """Expression recognition on a video upload (capped by the media policy, with a notice).
+
+    ``annotate`` also writes the annotated MP4 (``result.annotated_video``) at the source frame rate.
+    """
     from .media import read_video
 
     video = read_video(path)
-    return analyze_frames(video.frames, video.fps, mode, dataset, notices=video.notices)
+    return analyze_frames(video.frames, video.fps, mode, dataset, notices=video.notices, annotate=annotate)
 
 
 def analyze_photo(image: Any, mode: str = "auto", dataset: str = "dfew") -> ExpressionResult:
@@ -462,6 +481,89 @@ def analyze_photo(image: Any, mode: str = "auto", dataset: str = "dfew") -> Expr
     overall = sample_indices(1)
     probabilities, _ = classify_crops(classifier, {0: crop}, overall)
     return _result(classifier, fallback, probabilities, [], [crop], [*loaded.notices, *face_notices], 1, 0)
+
+
+# --------------------------------------------------------------------------- annotated video
+
+def nearest_boxes(count: int, analysed: Iterable[int],
+                  boxes: dict[int, tuple[float, ...]]) -> list[tuple[float, ...] | None]:
+    """The face box to draw on each of ``count`` frames: that of the nearest analysed frame.
+
+    Only some frames are tracked; the others borrow the smoothed box of the closest one
+    (the earlier one on a tie). Where that frame had no face, nothing is drawn rather than
+    a box borrowed from further away.
+    """
+    order = sorted(set(analysed))
+    out: list[tuple[float, ...] | None] = []
+    for i in range(count):
+        k = bisect.bisect_left(order, i)
+        near = [order[j] for j in (k - 1, k) if 0 <= j < len(order)]
+        nearest = min(near, key=lambda j: abs(j - i)) if near else None
+        out.append(boxes.get(nearest) if nearest is not None else None)
+    return out
+
+
+def frame_labels(count: int, windows: Sequence[tuple[int, int]],
+                 timeline: Sequence[tuple[float, dict[str, float]]]) -> list[tuple[str, float]]:
+    """(top class, its probability) for each of ``count`` frames, from the window centred nearest to it.
+
+    ``windows`` are the (start, length) plans behind ``timeline``, one entry each. Windows
+    overlap, so the nearest centre is the window that covers the frame most centrally.
+    """
+    tops = [max(probs.items(), key=lambda kv: kv[1]) for _, probs in timeline]
+    centres = [start + (length - 1) / 2.0 for start, length in windows]
+    return [tops[min(range(len(centres)), key=lambda w: abs(centres[w] - i))] for i in range(count)]
+
+
+def draw_annotation(rgb: np.ndarray, box: Sequence[float] | None, label: str) -> np.ndarray:
+    """A copy of ``rgb`` with the face box and ``label`` on a filled tag above it (top-left without a box).
+
+    Line widths and text size follow the frame's short side so the tag stays legible
+    from 256 to 720 px.
+    """
+    import cv2
+
+    out = np.ascontiguousarray(rgb, dtype=np.uint8).copy()
+    h, w = out.shape[:2]
+    short = min(h, w)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.45, short / 640.0)
+    text_width = max(1, round(scale * 2))
+    line = max(2, round(short / 200.0))
+    pad = max(3, round(4 * scale))
+    (tw, th), baseline = cv2.getTextSize(label, font, scale, text_width)
+    tag_w, tag_h = tw + 2 * pad, th + baseline + 2 * pad
+    if box is None:
+        left, top = pad, pad
+    else:
+        x, y, bw, bh = (int(round(v)) for v in box)
+        cv2.rectangle(out, (x, y), (x + bw, y + bh), ANNOTATION_COLOUR, line, cv2.LINE_AA)
+        left = x - line // 2
+        # Above the box when it fits, else just inside its top edge.
+        top = y - line // 2 - tag_h if y - line // 2 - tag_h >= 0 else y + line
+    left = int(min(max(0, left), max(0, w - tag_w)))
+    top = int(min(max(0, top), max(0, h - tag_h)))
+    cv2.rectangle(out, (left, top), (left + tag_w, top + tag_h), ANNOTATION_COLOUR, cv2.FILLED)
+    cv2.putText(out, label, (left + pad, top + pad + th), font, scale, (0, 0, 0), text_width, cv2.LINE_AA)
+    return out
+
+
+def write_annotated_video(frames: Sequence[np.ndarray], fps: float, analysed: Iterable[int],
+                          boxes: dict[int, tuple[float, ...]], windows: Sequence[tuple[int, int]],
+                          timeline: Sequence[tuple[float, dict[str, float]]], out_dir: str | Path | None = None
+                          ) -> Path:
+    """Write every frame with its face box and expression as an H.264 MP4 at ``fps``; returns its path.
+
+    The file goes to a new private results folder unless ``out_dir`` is given. Frames are
+    drawn one at a time as the encoder takes them, so a copy of the whole video is never held.
+    """
+    from .media import results_dir, write_video
+
+    folder = Path(out_dir) if out_dir is not None else results_dir("expression")
+    frame_boxes = nearest_boxes(len(frames), analysed, boxes)
+    labels = frame_labels(len(frames), windows, timeline)
+    drawn = (draw_annotation(frame, box, f"{name} {100.0 * p:.0f}%")
+             for frame, box, (name, p) in zip(frames, frame_boxes, labels, strict=True))
+    return write_video(drawn, folder / ANNOTATED_VIDEO_NAME, fps=fps)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -599,6 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pr.add_argument("path")
     pr.add_argument("--mode", choices=MODES, default="auto")
     pr.add_argument("--dataset", choices=DATASETS, default="dfew")
+    pr.add_argument("--annotate", action="store_true", help="also write the annotated video (videos only)")
     args = parser.parse_args(argv)
     try:
         if args.command == "evaluate":
@@ -614,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             result = analyze_photo(path, args.mode, args.dataset)
         else:
-            result = analyze_video(path, args.mode, args.dataset)
+            result = analyze_video(path, args.mode, args.dataset, annotate=args.annotate)
         print(json.dumps(result.to_dict(), indent=2))
         return 0
     except FaceLabError as exc:

@@ -11,6 +11,12 @@ truncation or choosing another engine never inverts the same photo twice.
 The methods' code truncates even inverted codes toward a mean latent (ψ = 0.7, "faithful");
 that mean is ``G.mean_latent(4096, seed=0)``, seeded here so results repeat (the official code
 draws fresh random z at every start).
+
+Precision follows the one device policy (:func:`backends.device.get_dtype`): float16 only on
+CUDA with ``FACELAB_FP16=1``, float32 everywhere else. The models are cast when loaded (the mean
+latent is computed in float32 first, then cast), inputs are cast to the models' dtype inside
+the GPU steps, and every tensor handed back to callers is float32 on CPU, so images, W+ codes
+and caches never change dtype.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .device import get_device, gpu_task
+from .device import get_device, get_dtype, gpu_task
 from .face import AlignedFace, prepare_face
 from .media import ImageSource, load_image
 from .networks.e4e import E4EInverter, load_e4e_checkpoint, preprocess_aligned
@@ -44,17 +50,18 @@ CACHE_SIZE = 8
 
 @dataclass(frozen=True)
 class InversionModels:
-    """The FFHQ-1024 generator, the e4e encoder and the truncation centre, on one device."""
+    """The FFHQ-1024 generator, the e4e encoder and the truncation centre, on one device and dtype."""
 
     generator: Generator
     encoder: E4EInverter
-    mean_latent: torch.Tensor  # [1, 512]
+    mean_latent: torch.Tensor  # [1, 512], in ``dtype`` on ``device``
     standin: bool
     device: torch.device
+    dtype: torch.dtype = torch.float32  # float16 only on CUDA with FACELAB_FP16=1
 
 
 @functools.lru_cache(maxsize=1)
-def _cached_models(standin: bool, device: str) -> InversionModels:
+def _cached_models(standin: bool, device: str, dtype: torch.dtype = torch.float32) -> InversionModels:
     g = load_checkpoint("stylegan2_ffhq1024")
     e = load_checkpoint("e4e_ffhq_encode")
     generator = load_rosinality_checkpoint(g.obj, size=1024, channel_multiplier=2, device=device)
@@ -62,13 +69,17 @@ def _cached_models(standin: bool, device: str) -> InversionModels:
     used_standin = g.standin or e.standin
     del g, e  # the checkpoint dicts hold a second copy of every weight
     with torch.inference_mode():
-        mean_latent = generator.mean_latent(MEAN_LATENT_SAMPLES, seed=MEAN_LATENT_SEED)
-    return InversionModels(generator, encoder, mean_latent, used_standin, torch.device(device))
+        # The truncation centre is averaged in float32 (4096 mapped z), then cast with the models.
+        mean_latent = generator.mean_latent(MEAN_LATENT_SAMPLES, seed=MEAN_LATENT_SEED).to(dtype)
+    generator = generator.to(dtype=dtype)
+    encoder = encoder.to(dtype=dtype)
+    return InversionModels(generator, encoder, mean_latent, used_standin, torch.device(device), dtype)
 
 
 def get_models() -> InversionModels:
-    """The generator and encoder, loaded on first use and kept (one set per stand-in mode and device)."""
-    return _cached_models(standin_enabled(), str(get_device()))
+    """The generator and encoder, loaded on first use and kept (one set per stand-in mode, device and dtype)."""
+    device = get_device()
+    return _cached_models(standin_enabled(), str(device), get_dtype(device))
 
 
 def psi_for(truncate: bool) -> float:
@@ -94,8 +105,8 @@ def content_hash(array: np.ndarray | torch.Tensor) -> str:
 
 @gpu_task(duration=30)
 def encode(models: InversionModels, crops: torch.Tensor) -> torch.Tensor:
-    """e4e W+ codes [B, 18, 512] (on CPU) of aligned crops [B, 3, 256, 256] in [-1, 1]."""
-    return models.encoder.invert(crops.to(models.device)).float().cpu()
+    """e4e W+ codes [B, 18, 512] (float32, on CPU) of aligned crops [B, 3, 256, 256] in [-1, 1]."""
+    return models.encoder.invert(crops.to(device=models.device, dtype=models.dtype)).float().cpu()
 
 
 def encode_crop(models: InversionModels, crop: Image.Image) -> torch.Tensor:
@@ -105,9 +116,12 @@ def encode_crop(models: InversionModels, crop: Image.Image) -> torch.Tensor:
 
 @gpu_task(duration=30)
 def render(models: InversionModels, wplus: torch.Tensor, psi: float) -> torch.Tensor:
-    """The generator's image of W+ codes after truncation, on CPU."""
+    """The generator's image of W+ codes after truncation, float32 on CPU."""
     with torch.inference_mode():
-        return models.generator(wplus.to(models.device), truncation=psi, truncation_latent=models.mean_latent).cpu()
+        image = models.generator(
+            wplus.to(device=models.device, dtype=models.dtype), truncation=psi, truncation_latent=models.mean_latent
+        )
+        return image.float().cpu()
 
 
 class LRUCache:
@@ -168,7 +182,10 @@ def invert_photo(source: ImageSource, *, what: str = "photo", already_aligned: b
     """
     models = get_models()
     loaded = load_image(source, what=what)
-    key = (content_hash(np.asarray(loaded.image)), already_aligned, engine, models.standin, str(models.device))
+    key = (
+        content_hash(np.asarray(loaded.image)), already_aligned, engine, models.standin, str(models.device),
+        models.dtype,
+    )
     hit = _INVERSIONS.get(key)
     if hit is not None:
         return hit
@@ -184,7 +201,7 @@ def invert_photo(source: ImageSource, *, what: str = "photo", already_aligned: b
 def reconstruction(inversion: Inversion, truncate: bool) -> Image.Image:
     """The generator's rendering of an inversion (truncated like the results), cached."""
     models = get_models()
-    key = (content_hash(inversion.wplus), truncate, models.standin, str(models.device))
+    key = (content_hash(inversion.wplus), truncate, models.standin, str(models.device), models.dtype)
     hit = _RENDERS.get(key)
     if hit is None:
         hit = tensor_to_pil(render(models, inversion.wplus, psi_for(truncate)))

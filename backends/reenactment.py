@@ -79,16 +79,18 @@ class ReenactmentModels:
 
 
 @functools.lru_cache(maxsize=1)
-def _cached_mask_net(standin: bool, device: str, sections: tuple[int, ...]) -> tuple[MaskNetwork, bool]:
+def _cached_mask_net(
+    standin: bool, device: str, sections: tuple[int, ...], dtype: torch.dtype = torch.float32
+) -> tuple[MaskNetwork, bool]:
     m = load_checkpoint("stylemask_1024")
-    return load_mask_network(m.obj, list(sections)).to(device).eval(), m.standin
+    return load_mask_network(m.obj, list(sections)).to(device=device, dtype=dtype).eval(), m.standin
 
 
 def get_models() -> ReenactmentModels:
-    """G-1024, e4e and the mask network, loaded on first use and kept."""
+    """G-1024, e4e and the mask network, loaded on first use and kept, all in the inversion models' dtype."""
     inv = inversion.get_models()
     mask_net, mask_standin = _cached_mask_net(
-        standin_enabled(), str(inv.device), tuple(inv.generator.style_sections)
+        standin_enabled(), str(inv.device), tuple(inv.generator.style_sections), inv.dtype
     )
     if mask_standin and not inv.standin:  # pragma: no cover - stand-in mode is process-wide
         raise RuntimeError("mixed real and stand-in weights")
@@ -110,18 +112,18 @@ def _check_engine(engine: str) -> None:
 def _reenact_codes(
     models: ReenactmentModels, w_source: torch.Tensor, w_driving: torch.Tensor, psi: float
 ) -> tuple[torch.Tensor, list[float]]:
-    """StyleMask on two W+ codes: the decoded image [B, 3, 1024, 1024] and each layer's mean mask."""
+    """StyleMask on two W+ codes: the decoded image [B, 3, 1024, 1024] (float32, CPU) and each layer's mean mask."""
     inv = models.inversion
     with torch.inference_mode():
         out = stylemask_forward(
             inv.generator,
             models.mask_net,
-            w_source.to(inv.device),
-            w_driving.to(inv.device),
+            w_source.to(device=inv.device, dtype=inv.dtype),
+            w_driving.to(device=inv.device, dtype=inv.dtype),
             truncation=psi,
             truncation_latent=inv.mean_latent,
         )
-        return out.image.cpu(), [float(m.mean()) for m in out.masks]
+        return out.image.float().cpu(), [float(m.float().mean()) for m in out.masks]
 
 
 # --------------------------------------------------------------------------- image reenactment

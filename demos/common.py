@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -15,7 +17,19 @@ from backends.standin import standin_enabled
 
 log = logging.getLogger("facelab")
 
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def asset(name: str) -> str:
+    """Path of an example file shipped in assets/ (see assets/LICENSES.md)."""
+    return str(ASSETS / name)
+
+
 GPU_QUEUE = "gpu"  # one concurrency id shared by every GPU-heavy event
+# How many GPU-heavy requests run at once; the rest wait in the queue. One keeps memory
+# bounded on a small GPU or a 2-core CPU Space; raise it on a big GPU.
+GPU_CONCURRENCY = int(os.environ.get("FACELAB_GPU_CONCURRENCY", "1"))
+GPU_EVENT: dict[str, Any] = {"concurrency_id": GPU_QUEUE, "concurrency_limit": GPU_CONCURRENCY}
 
 STANDIN_BANNER = (
     "⚠️ **Stand-in weights are in use.** Every network runs with deterministic random weights of its real "

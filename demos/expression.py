@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .common import GPU_QUEUE, UploadImage, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
 
 ABOUT = """
 ### Expression recognition · DFER-CLIP
@@ -19,7 +19,8 @@ CLIP with our own descriptions, no video training), and a **per-frame baseline**
 mini-XCEPTION FER2013 classifier, averaged over frames). The mode used is always shown.
 
 *Limits:* seven (or eleven, for MAFW) basic categories; one face per video (the largest, tracked);
-long videos are analysed in windows and capped at a few seconds of footage.
+long videos are analysed in windows and capped at a few seconds of footage. Tick **Annotated video** to
+get the video back with the tracked face box and the expression of each moment drawn on it.
 """
 
 MODES = [
@@ -45,14 +46,18 @@ def _outputs(result, *, video: bool):
     ]
     timeline = pd.DataFrame(rows, columns=["time (s)", "expression", "probability"])
     plot = gr.LinePlot(value=timeline, visible=video and len(result.timeline) > 1)
-    return _mode_line(result), result.probabilities, plot, result.face_crops, result.to_dict()
+    # The annotated video is shown only when one was asked for and made (never for photos).
+    made = result.annotated_video is not None
+    annotated = gr.Video(value=str(result.annotated_video) if made else None, visible=made)
+    return _mode_line(result), result.probabilities, plot, result.face_crops, result.to_dict(), annotated
 
 
 @user_errors
-def analyze_video(video: str | None, mode: str, dataset: str):
+def analyze_video(video: str | None, mode: str, dataset: str, annotate: bool = False):
     from backends import dfer_clip
 
-    return _outputs(dfer_clip.analyze_video(video, mode=mode, dataset=dataset), video=True)
+    result = dfer_clip.analyze_video(video, mode=mode, dataset=dataset, annotate=bool(annotate))
+    return _outputs(result, video=True)
 
 
 @user_errors
@@ -69,10 +74,16 @@ def build() -> None:
             with gr.Tab("Video or webcam"):
                 video = gr.Video(label="Face video (mp4, webm, mov)", sources=["upload", "webcam"])
                 dataset = gr.Dropdown(DATASETS, value="dfew", label="Trained on")
+                annotate = gr.Checkbox(
+                    value=False, label="Annotated video",
+                    info="Also return the video with the face box and expression drawn on each frame.",
+                )
                 run_video = gr.Button("Recognise expression", variant="primary")
+                gr.Examples([[asset("astronaut_pan.mp4")]], [video], label="Example video", cache_examples=False)
             with gr.Tab("Photo"):
                 photo = UploadImage(label="Face photo")
                 run_photo = gr.Button("Recognise expression", variant="primary")
+                gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], cache_examples=False)
             mode = gr.Dropdown(MODES, value="auto", label="Mode")
         with gr.Column():
             mode_used = gr.Markdown()
@@ -85,9 +96,10 @@ def build() -> None:
                 label="Face crops used", columns=6, rows=1, height=150, object_fit="contain", allow_preview=False,
                 fit_columns=False,
             )
+            annotated = gr.Video(label="Annotated video", visible=False, interactive=False)
             details = gr.JSON(label="Details (mode, weights, notices)", max_height=260)
-    outputs = [mode_used, label, timeline, crops, details]
+    outputs = [mode_used, label, timeline, crops, details, annotated]
     run_video.click(
-        analyze_video, [video, mode, dataset], outputs, api_name="expression_video", concurrency_id=GPU_QUEUE
+        analyze_video, [video, mode, dataset, annotate], outputs, api_name="expression_video", **GPU_EVENT
     )
-    run_photo.click(analyze_photo, [photo, mode], outputs, api_name="expression_photo", concurrency_id=GPU_QUEUE)
+    run_photo.click(analyze_photo, [photo, mode], outputs, api_name="expression_photo", **GPU_EVENT)

@@ -9,7 +9,7 @@ from backends.device import get_device
 from backends.face.pipeline import prepare_face
 from backends.standin import standin_enabled
 
-from .common import UploadImage, show_notices, user_errors
+from .common import UploadImage, asset, show_notices, user_errors
 
 ABOUT = """
 ### Models and weights
@@ -42,6 +42,7 @@ def check_face(photo: str | None, engine: str, already_aligned: bool):
         "box": None if face is None else [round(v, 1) for v in face.box],
         "landmarks": None if face is None else face.landmarks.round(1).tolist(),
         "notices": prepared.notices,
+        "standin": standin_enabled(),  # detectors always use real weights; the flag says what the app runs on
     }
     return prepared.overlay(), prepared.aligned.image, info
 
@@ -64,4 +65,5 @@ def build() -> None:
                 overlay = gr.Image(label="Detection", interactive=False)
                 crop = gr.Image(label="Aligned crop", interactive=False, elem_id="face-check-crop")
                 info = gr.JSON(label="Details")
+    gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], cache_examples=False)
     run.click(check_face, [photo, engine, aligned], [overlay, crop, info], api_name="align_face")

@@ -8,7 +8,7 @@ import gradio as gr
 
 from backends.media import results_dir
 
-from .common import GPU_QUEUE, UploadImage, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
 
 ABOUT = """
 ### Reenactment · StyleMask
@@ -102,7 +102,7 @@ def build() -> None:
             source = UploadImage(label="Source face (identity)")
             with gr.Tab("Driving photo"):
                 driving = UploadImage(label="Driving face (pose and expression)")
-                run_image = gr.Button("Reenact photo", variant="primary")
+                run_image = gr.Button("Reenact photo", variant="primary", elem_id="reenact-run")
             with gr.Tab("Driving video"):
                 video = gr.Video(label="Driving video (mp4, webm, mov; first 10 s)", sources=["upload", "webcam"])
                 run_video = gr.Button("Reenact video", variant="primary")
@@ -112,29 +112,40 @@ def build() -> None:
             aligned = gr.Checkbox(
                 value=False, label="Already aligned (photos are FFHQ-aligned face crops: skip face detection)"
             )
+            gr.Examples(
+                [[asset("astronaut.png"), asset("camera.png")], [asset("camera.png"), asset("astronaut.png")]],
+                [source, driving],
+                label="Example photos (public domain / CC0)",
+                cache_examples=False,
+            )
+            gr.Examples([[asset("astronaut_pan.mp4")]], [video], label="Example driving video", cache_examples=False)
         with gr.Column():
-            with gr.Tab("Photo result"):
-                result = gr.Image(label="Reenacted face", interactive=False, format="png")
-                slider = gr.ImageSlider(label="Before / after (source crop vs result)", interactive=False)
-                png = gr.File(label="Download PNG", interactive=False)
-            with gr.Tab("Video result"):
-                comparison = gr.Video(label="Source | driving | result", interactive=False)
-                result_video = gr.Video(label="Result", interactive=False)
-                video_files = gr.File(label="Download MP4s", file_count="multiple", interactive=False)
+            with gr.Tabs() as result_tabs:
+                with gr.Tab("Photo result", id="photo"):
+                    result = gr.Image(label="Reenacted face", interactive=False, format="png", elem_id="reenact-result")
+                    slider = gr.ImageSlider(label="Before / after (source crop vs result)", interactive=False)
+                    png = gr.File(label="Download PNG", interactive=False)
+                with gr.Tab("Video result", id="video"):
+                    comparison = gr.Video(label="Source | driving | result", interactive=False)
+                    result_video = gr.Video(label="Result", interactive=False)
+                    video_files = gr.File(label="Download MP4s", file_count="multiple", interactive=False)
             stages = gr.Gallery(label="Aligned crops and inversions", columns=5, height=180)
-            details = gr.JSON(label="Details (mode, weights, notices)")
+            details = gr.JSON(label="Details (mode, weights, notices)", max_height=300)
     options = [engine, truncate, paste_back, aligned]
+    # Show the matching result tab first (UI only: not part of the API).
+    run_image.click(lambda: gr.Tabs(selected="photo"), None, result_tabs, api_visibility="private", queue=False)
+    run_video.click(lambda: gr.Tabs(selected="video"), None, result_tabs, api_visibility="private", queue=False)
     run_image.click(
         reenact_image,
         [source, driving, *options],
         [result, slider, stages, png, details],
         api_name="reenact_image",
-        concurrency_id=GPU_QUEUE,
+        **GPU_EVENT,
     )
     run_video.click(
         reenact_video,
         [source, video, *options],
         [comparison, result_video, video_files, stages, details],
         api_name="reenact_video",
-        concurrency_id=GPU_QUEUE,
+        **GPU_EVENT,
     )

@@ -81,3 +81,25 @@ def test_models_table_lists_every_checkpoint(client):
     table = client.predict(api_name="/models")
     keys = [row[0] for row in table["data"]]
     assert keys == list(REGISTRY)
+
+
+def test_reenactment_without_weights_names_the_missing_file(client, astronaut_png, shared_weights):
+    from backends.standin import standin_enabled
+
+    assert not standin_enabled()
+    with pytest.raises(AppError) as info:
+        client.predict(
+            handle_file(astronaut_png), handle_file(astronaut_png), "stylemask", True, False, False,
+            api_name="/reenact_image",
+        )
+    message = str(info.value)
+    assert message.startswith(
+        "Missing weights: stylegan2-ffhq-config-f.pt (StyleGAN2 FFHQ 1024 generator (rosinality format, g_ema)), "
+        "needed by the reenactment tab. Downloads are off (HF_HUB_OFFLINE=1)."
+    )
+    assert "--stand-in-weights" in message
+
+
+def test_align_face_reports_the_weights_mode(client, astronaut_png, shared_weights):
+    *_, info = client.predict(handle_file(astronaut_png), "yunet", False, api_name="/align_face")
+    assert info["standin"] is False

@@ -71,10 +71,18 @@ def test_every_tab_opens_and_the_face_pipeline_aligns(browser, app_url, tmp_path
     page.close()
 
 
-def test_standin_banner_is_loud(browser):
+def test_reenactment_from_the_examples_with_standin_weights(browser, shared_weights):
+    """A visitor picks the example pair and reenacts it; the banner says the output is not a result."""
     with running_app(standin=True) as url:
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.goto(url, wait_until="networkidle")
-        banner = page.get_by_text("Stand-in weights are in use")
-        banner.first.wait_for(state="visible", timeout=15_000)
+        page.get_by_text("Stand-in weights are in use").first.wait_for(state="visible", timeout=15_000)
+        page.get_by_role("tab", name="Reenactment").click()
+        page.get_by_text("Example photos", exact=False).first.wait_for()
+        page.locator("tr.tr-body").first.click()  # astronaut as source, camera as driving
+        page.locator("#reenact-run").click()
+        page.locator("#reenact-result img").first.wait_for(state="visible", timeout=180_000)
+        page.get_by_text("Stand-in weights are in use: the images are not results of StyleMask.").first.wait_for(
+            state="visible", timeout=10_000
+        )
         page.close()

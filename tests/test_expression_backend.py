@@ -273,6 +273,70 @@ def test_very_long_video_is_capped_with_a_notice_and_windowed(tmp_path):
     assert result.top_class == "happy"
 
 
+# --------------------------------------------------------------------------- annotated video
+
+def test_annotated_video_draws_the_tracked_box_on_every_frame(tmp_path):
+    from backends.face.detect import get_detector
+    from backends.media import read_video
+
+    frames = astronaut_frames(12)
+    path = write_video(frames, tmp_path / "face.mp4", fps=8)
+    result = expr.analyze_video(path, mode="baseline_mini_xception", annotate=True)
+    assert result.annotated_video is not None and result.annotated_video.suffix == ".mp4"
+    assert result.to_dict()["annotated_video"] == result.annotated_video.name == "expression_annotated.mp4"
+    annotated, source = read_video(result.annotated_video), read_video(path)
+    assert len(annotated) == result.frames_analysed == len(source) == 12
+    assert annotated.fps == pytest.approx(8.0)
+    # The clip is short, so every frame was tracked: the drawn box is the tracker's smoothed box.
+    boxes = expr.track_face_crops(source.frames, range(12), get_detector("auto")).boxes
+    for drawn, plain, i in zip(annotated.frames, source.frames, range(12), strict=True):
+        x, y, w, h = (int(round(v)) for v in boxes[i])
+        diff = np.abs(drawn.astype(np.int16) - plain.astype(np.int16)).max(axis=-1)
+        left_edge = diff[y + h // 4: y + 3 * h // 4, max(0, x - 1): x + 2]
+        inside = diff[y + h // 3: y + 2 * h // 3, x + w // 3: x + 2 * w // 3]
+        assert left_edge.mean() > 40, i  # the box line replaced the picture there
+        assert inside.mean() < 8, i  # the face itself is left as it was (only coding noise)
+
+
+def test_annotated_video_is_off_by_default(tmp_path):
+    path = write_video(astronaut_frames(6, side=160), tmp_path / "face.mp4", fps=6)
+    result = expr.analyze_video(path, mode="baseline_mini_xception")
+    assert result.annotated_video is None
+    assert result.to_dict()["annotated_video"] is None
+
+
+def test_nearest_boxes_borrow_from_the_closest_analysed_frame():
+    a, b = (0.0, 0.0, 10.0, 10.0), (5.0, 5.0, 10.0, 10.0)
+    # Frames 0, 4 and 8 were analysed; frame 8 had no face.
+    boxes = expr.nearest_boxes(10, [0, 4, 8], {0: a, 4: b})
+    assert boxes == [a, a, a, b, b, b, b, None, None, None]  # ties go to the earlier frame
+
+
+def test_frame_labels_follow_the_window_around_each_frame():
+    windows = [(0, 4), (2, 4), (4, 4)]  # centres 1.5, 3.5, 5.5
+    timeline = [(0.0, {"happy": 0.9, "sad": 0.1}), (0.0, {"happy": 0.4, "sad": 0.6}),
+                (0.0, {"happy": 0.2, "sad": 0.8})]
+    labels = expr.frame_labels(8, windows, timeline)
+    assert [name for name, _ in labels] == ["happy", "happy", "happy", "sad", "sad", "sad", "sad", "sad"]
+    assert labels[0][1] == pytest.approx(0.9) and labels[7][1] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("side", [256, 720])
+def test_draw_annotation_marks_only_the_box_and_its_tag(side):
+    rgb = np.full((side, side, 3), 90, np.uint8)
+    box = (side * 0.3, side * 0.4, side * 0.3, side * 0.3)
+    out = expr.draw_annotation(rgb, box, "happiness 87%")
+    assert out.shape == rgb.shape and np.all(rgb == 90)  # the input is not drawn on
+    x, y, w, h = (int(v) for v in box)
+    changed = np.any(out != rgb, axis=-1)
+    assert changed[y + h // 2, x] and changed[y + h // 2, x + w]  # both sides of the box
+    assert changed[y - 4, x + 2]  # the tag sits just above the box
+    assert not changed[y + h // 3: y + 2 * h // 3, x + w // 3: x + 2 * w // 3].any()  # the face is untouched
+    assert not changed[-side // 10:, :].any()  # nothing below the box
+    no_box = np.any(expr.draw_annotation(rgb, None, "neutral 50%") != rgb, axis=-1)
+    assert no_box[:side // 8, :side // 4].any() and not no_box[side // 4:, :].any()  # no box: a tag at top left
+
+
 # --------------------------------------------------------------------------- evaluation
 
 def _write_dataset(root: Path, labels_and_colours: list[tuple[int, int]]) -> Path:

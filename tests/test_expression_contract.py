@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
+from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from backends.media import write_video
+from backends.media import read_video, write_video
 from tests.app_server import running_app
+
+AUDIO_ONLY = "This file is an audio-only file: it has no video track."
+NO_FRAMES = "The video has no frames."
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +34,28 @@ def astronaut():
 def test_photo_baseline_says_happy(client, astronaut, tmp_path, shared_weights):
     path = tmp_path / "astronaut.png"
     Image.fromarray(astronaut).save(path)
-    mode_line, label, timeline, crops, details = client.predict(handle_file(path), "auto", api_name="/expression_photo")
+    mode_line, label, timeline, crops, details, annotated = client.predict(
+        handle_file(path), "auto", api_name="/expression_photo"
+    )
     assert label["label"] == "happy"
     assert sum(c["confidence"] for c in label["confidences"]) == pytest.approx(1.0, abs=1e-4)
     assert details["mode"] == "baseline_mini_xception"
     assert details["standin"] is False
     assert mode_line.startswith("**Mode:** Per-frame baseline") and mode_line.endswith("real weights")
     assert len(crops) >= 1
+    assert _video_path(annotated) is None  # photos never get an annotated video
 
 
 def test_video_baseline(client, astronaut, tmp_path, shared_weights):
     frames = [np.roll(astronaut, shift=3 * i, axis=1) for i in range(8)]
     path = write_video(frames, tmp_path / "clip.mp4", fps=8)
-    mode_line, label, timeline, crops, details = client.predict(
+    # Three arguments, as before the annotated-video checkbox existed: it defaults to off.
+    mode_line, label, timeline, crops, details, annotated = client.predict(
         handle_file(path), "baseline_mini_xception", "dfew", api_name="/expression_video"
     )
     assert details["mode"] == "baseline_mini_xception"
     assert label["label"] in details["classes"]
+    assert _video_path(annotated) is None and details["annotated_video"] is None
 
 
 def test_dfer_clip_without_weights_is_a_clear_error(client, astronaut, tmp_path, shared_weights):
@@ -65,7 +76,7 @@ def test_standin_dfer_clip_is_flagged(astronaut, tmp_path, shared_weights):
     path = tmp_path / "a.png"
     Image.fromarray(astronaut).save(path)
     with running_app(standin=True) as url:
-        mode_line, label, _, _, details = Client(url, verbose=False).predict(
+        mode_line, label, _, _, details, _ = Client(url, verbose=False).predict(
             handle_file(path), "dfer_clip", api_name="/expression_photo"
         )
     assert details["mode"] == "dfer_clip"
@@ -74,3 +85,95 @@ def test_standin_dfer_clip_is_flagged(astronaut, tmp_path, shared_weights):
     assert details["classes"] == ["happiness", "sadness", "neutral", "anger", "surprise", "disgust", "fear"]
     assert sum(details["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert label["label"] == details["top_class"]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _video_path(output) -> str | None:
+    """The file of a gr.Video output as the client returns it (an update dict when the handler sets visibility)."""
+    if isinstance(output, dict):
+        output = output.get("value", output.get("video"))
+        if isinstance(output, dict):  # {"video": path, "subtitles": ...}
+            output = output.get("video")
+    return output or None
+
+
+def _astronaut_clip(astronaut: np.ndarray, count: int, side: int = 160) -> list[np.ndarray]:
+    """``count`` small frames of the astronaut's head, drifting a pixel per frame."""
+    region = astronaut[0:300, 80:388]
+    return [
+        np.asarray(Image.fromarray(np.ascontiguousarray(region[:, i % 8: i % 8 + 300])).resize((side, side)))
+        for i in range(count)
+    ]
+
+
+def _audio_only(path: Path) -> Path:
+    """An MP4-family container (.m4a or .mp4) holding a single AAC track and no video."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for _ in range(8):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _zero_frame_video(path: Path) -> Path:
+    """An MP4 with an H.264 stream whose header is written but that holds no frame."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        container.start_encoding()
+    return path
+
+
+# --------------------------------------------------------------------------- bad and unusual videos
+
+@pytest.mark.parametrize("suffix", [".m4a", ".mp4"])
+def test_audio_only_file_is_refused(client, tmp_path, suffix):
+    path = _audio_only(tmp_path / f"voice{suffix}")
+    with pytest.raises(AppError) as raised:
+        client.predict(handle_file(path), "baseline_mini_xception", "dfew", api_name="/expression_video")
+    assert str(raised.value) == AUDIO_ONLY
+
+
+def test_zero_frame_video_is_refused(client, tmp_path):
+    path = _zero_frame_video(tmp_path / "empty.mp4")
+    with pytest.raises(AppError) as raised:
+        client.predict(handle_file(path), "baseline_mini_xception", "dfew", api_name="/expression_video")
+    assert str(raised.value) == NO_FRAMES
+
+
+def test_video_without_a_face_is_refused(client, tmp_path, shared_weights):
+    path = write_video([np.full((96, 96, 3), 128, np.uint8)] * 6, tmp_path / "grey.mp4", fps=6)
+    with pytest.raises(AppError) as raised:
+        client.predict(handle_file(path), "baseline_mini_xception", "dfew", api_name="/expression_video")
+    assert str(raised.value).startswith("No face was found")
+
+
+def test_long_video_is_capped_with_a_notice_and_windowed(client, astronaut, tmp_path, shared_weights):
+    fps = 10
+    path = write_video(_astronaut_clip(astronaut, 14 * fps), tmp_path / "long.mp4", fps=fps)
+    *_, timeline, _, details, annotated = client.predict(
+        handle_file(path), "baseline_mini_xception", "dfew", api_name="/expression_video"
+    )
+    assert "Only the first 100 frames (10.0 s) were used; the limit is 10 s or 250 frames." in details["notices"]
+    times = [point["t"] for point in details["timeline"]]
+    assert len(times) >= 5 and times == sorted(times) and times[-1] <= 10.0
+    assert details["top_class"] == "happy"
+    assert _video_path(annotated) is None
+
+
+def test_annotated_video_through_the_api(client, astronaut, tmp_path, shared_weights):
+    frames = _astronaut_clip(astronaut, 12)
+    path = write_video(frames, tmp_path / "clip.mp4", fps=8)
+    *_, details, annotated = client.predict(
+        handle_file(path), "baseline_mini_xception", "dfew", True, api_name="/expression_video"
+    )
+    local = _video_path(annotated)
+    assert local is not None and local.endswith(".mp4") and Path(local).is_file()
+    assert details["annotated_video"] and details["annotated_video"].endswith(".mp4")
+    assert len(read_video(local)) == len(frames) == details["frames_analysed"]

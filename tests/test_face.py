@@ -145,3 +145,46 @@ def test_already_aligned_skips_detection(tmp_path):
 def test_unknown_engine():
     with pytest.raises(InputError, match="Unknown face detector 'dlib'"):
         get_detector("dlib")
+
+
+# --- RetinaFace through the weight manager (facexlib never downloads) -------------------------
+
+
+@pytest.fixture
+def retinaface_mirror(tmp_path, monkeypatch, shared_weights):
+    """A mirror folder with YuNet and a RetinaFace file in the official layout (random values)."""
+    import shutil
+
+    import torch
+    from facexlib.detection.retinaface import RetinaFace
+
+    from backends.face import detect
+
+    model = RetinaFace(network_name="resnet50", half=False, device=torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    state = {f"module.{k}": (torch.randn(v.shape, generator=gen) * 0.01 if v.is_floating_point() else v)
+             for k, v in model.state_dict().items()}
+    torch.save(state, tmp_path / "detection_Resnet50_Final.pth")
+    shutil.copy(shared_weights / "face_detection_yunet_2026may.onnx", tmp_path)
+    monkeypatch.setenv("FACELAB_WEIGHTS_DIR", str(tmp_path))
+    detect.get_detector.cache_clear()
+    yield tmp_path
+    detect.get_detector.cache_clear()
+
+
+def test_retinaface_loads_from_the_registry_and_is_the_default(retinaface_mirror, astronaut):
+    detector = get_detector("auto")
+    assert detector.name == "retinaface"
+    faces = detector.detect(astronaut)  # random weights: any answer, but well-formed
+    assert all(f.landmarks.shape == (5, 2) for f in faces)
+    assert [f.area for f in faces] == sorted((f.area for f in faces), reverse=True)
+
+
+def test_retinaface_wrong_layout_is_a_checkpoint_error(retinaface_mirror):
+    import torch
+
+    from backends.errors import CheckpointError
+
+    torch.save({"module.body.conv1.weight": torch.zeros(1)}, retinaface_mirror / "detection_Resnet50_Final.pth")
+    with pytest.raises(CheckpointError, match="The RetinaFace ResNet-50 checkpoint does not match the expected layout"):
+        get_detector("retinaface")

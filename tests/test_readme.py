@@ -29,3 +29,9 @@ def test_weights_table_lists_every_checkpoint():
 def test_ci_runs_the_readme_test_command():
     command = re.search(r"## Tests\n\n```bash\n(.+)\n```", README).group(1)
     assert command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_short_description_fits_the_spaces_limit():
+    front = README.split("---")[1]
+    short = re.search(r"^short_description: (.+)$", front, re.M).group(1)
+    assert len(short) <= 60
