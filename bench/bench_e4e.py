@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gc
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -22,16 +21,11 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from _common import peak_rss_mb, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backends.networks import e4e, irse  # noqa: E402 (needs the sys.path line above)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
-    scale = 1 / 1024 / 1024 if sys.platform == "darwin" else 1 / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
@@ -95,11 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(("peak RSS overall (MB)", f"{peak_rss_mb():.0f}"))
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'measure'.ljust(width)} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name.ljust(width)} | {value} |")
+    print_table(rows, "measure")
 
 
 if __name__ == "__main__":

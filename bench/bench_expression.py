@@ -16,7 +16,6 @@ import argparse
 import gc
 import os
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from _common import peak_rss_mb, print_table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -32,13 +32,6 @@ sys.path.insert(0, str(REPO))
 from backends.dfer_clip import mini_xception_input  # noqa: E402 (needs the sys.path line above)
 from backends.networks import dfer_clip  # noqa: E402
 from backends.networks.mini_xception import load_mini_xception_hdf5  # noqa: E402
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
-    scale = 1 / 1024 / 1024 if sys.platform == "darwin" else 1 / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
 
 DEVICE = torch.device("cpu")
 
@@ -118,11 +111,7 @@ def main() -> None:
         *bench_baseline(args.runs),
         *bench_dfer_clip(args.runs),
     ]
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'measure'.ljust(width)} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name.ljust(width)} | {value} |")
+    print_table(rows, "measure")
 
 
 if __name__ == "__main__":

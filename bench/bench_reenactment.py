@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import peak_rss_mb, print_table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -39,11 +39,6 @@ from backends.device import force_device  # noqa: E402
 from backends.media import write_video  # noqa: E402
 from backends.networks.stylemask import stylemask_forward  # noqa: E402
 from backends.standin import enable_standin  # noqa: E402
-
-
-def peak_rss_mb() -> float:
-    scale = 1 / 1024 / 1024 if sys.platform == "darwin" else 1 / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def timed(fn, device: torch.device) -> float:
@@ -133,11 +128,7 @@ def main() -> None:
         f"StyleMask reenactment benchmark: torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {device}\n"
     )
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'step'.ljust(width)} | value |")
-    print(f"|{'-' * (width + 2)}|-------|")
-    for name, value in rows:
-        print(f"| {name.ljust(width)} | {value} |")
+    print_table(rows, "step")
 
 
 if __name__ == "__main__":

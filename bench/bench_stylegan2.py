@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -23,16 +22,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _common import peak_rss_mb, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backends.networks import stylegan2 as sg  # noqa: E402 (needs the sys.path line above)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
-    scale = 1 / 1024 / 1024 if sys.platform == "darwin" else 1 / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -119,9 +113,7 @@ def main() -> None:
     rows = bench(max(args.runs, 1), device)
     print(f"StyleGAN2 benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, device {device}, stand-in weights\n")
-    print("| step | value |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    print_table(rows, "step")
 
 
 if __name__ == "__main__":
