@@ -17,6 +17,7 @@ from backends.media import write_video
 from backends.networks.dfer_clip import DFEW_CLASSES, MAFW_CLASSES
 from backends.networks.mini_xception import FER2013_CLASSES
 from backends.standin import STANDIN_ENV
+from tests.media_factories import audio_only
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -228,19 +229,8 @@ def test_zero_shot_clip_standin(monkeypatch):
 # --------------------------------------------------------------------------- bad inputs
 
 def test_audio_only_file_is_refused(tmp_path):
-    path = tmp_path / "voice.m4a"
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        samples = np.zeros((1, 1024), dtype=np.float32)
-        for _ in range(8):
-            frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
-            frame.sample_rate = 16000
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
     with pytest.raises(VideoError, match="audio"):
-        expr.analyze_video(path, mode="baseline_mini_xception")
+        expr.analyze_video(audio_only(tmp_path / "voice.m4a"), mode="baseline_mini_xception")
 
 
 def test_zero_frame_video_is_refused(tmp_path):

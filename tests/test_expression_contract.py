@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -15,6 +13,7 @@ from PIL import Image
 
 from backends.media import read_video, write_video
 from tests.app_server import running_app
+from tests.media_factories import audio_only, zero_frame_video
 
 AUDIO_ONLY = "This file is an audio-only file: it has no video track."
 NO_FRAMES = "The video has no frames."
@@ -107,41 +106,18 @@ def _astronaut_clip(astronaut: np.ndarray, count: int, side: int = 160) -> list[
     ]
 
 
-def _audio_only(path: Path) -> Path:
-    """An MP4-family container (.m4a or .mp4) holding a single AAC track and no video."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        for _ in range(8):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
-            frame.sample_rate = 16000
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def _zero_frame_video(path: Path) -> Path:
-    """An MP4 with an H.264 stream whose header is written but that holds no frame."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(25))
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        container.start_encoding()
-    return path
-
-
 # --------------------------------------------------------------------------- bad and unusual videos
 
 @pytest.mark.parametrize("suffix", [".m4a", ".mp4"])
 def test_audio_only_file_is_refused(client, tmp_path, suffix):
-    path = _audio_only(tmp_path / f"voice{suffix}")
+    path = audio_only(tmp_path / f"voice{suffix}")
     with pytest.raises(AppError) as raised:
         client.predict(handle_file(path), "baseline_mini_xception", "dfew", api_name="/expression_video")
     assert str(raised.value) == AUDIO_ONLY
 
 
 def test_zero_frame_video_is_refused(client, tmp_path):
-    path = _zero_frame_video(tmp_path / "empty.mp4")
+    path = zero_frame_video(tmp_path / "empty.mp4")
     with pytest.raises(AppError) as raised:
         client.predict(handle_file(path), "baseline_mini_xception", "dfew", api_name="/expression_video")
     assert str(raised.value) == NO_FRAMES

@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
 
 from backends.errors import InputError, VideoError
 from backends.media import MAX_SIDE, load_image, read_video, side_by_side, write_video
+from tests.media_factories import audio_only, corrupt_video, zero_frame_video
 
 
 def _png_bytes(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -128,36 +128,18 @@ def test_video_is_capped_with_a_notice(tmp_path: Path):
 
 
 def test_audio_only_file(tmp_path: Path):
-    path = tmp_path / "voice.m4a"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=16000)
-        samples = np.zeros((1, 1024), np.float32)
-        for _ in range(10):
-            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-            frame.sample_rate = 16000
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
     with pytest.raises(VideoError, match="^This file is an audio-only file: it has no video track.$"):
-        read_video(path)
+        read_video(audio_only(tmp_path / "voice.m4a"))
 
 
 def test_zero_frame_video(tmp_path: Path):
-    path = tmp_path / "empty.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        container.start_encoding()
     with pytest.raises(VideoError, match="^The video has no frames.$"):
-        read_video(path)
+        read_video(zero_frame_video(tmp_path / "empty.mp4"))
 
 
 def test_corrupt_video(tmp_path: Path):
-    path = tmp_path / "broken.mp4"
-    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
     with pytest.raises(VideoError):
-        read_video(path)
+        read_video(corrupt_video(tmp_path / "broken.mp4"))
 
 
 def test_side_by_side_common_height():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,6 +11,7 @@ from backends import reenactment as r
 from backends.errors import InputError, MethodUnavailableError, NoFaceError, VideoError
 from backends.media import read_video, write_video
 from backends.standin import enable_standin
+from tests.media_factories import corrupt_video, zero_frame_video
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -179,14 +179,8 @@ def test_video_without_any_face(tmp_path, astronaut):
 
 
 def test_corrupt_and_zero_frame_videos(tmp_path, astronaut):
-    broken = tmp_path / "broken.mp4"
-    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
     with pytest.raises(VideoError):
-        r.reenact_video(astronaut, broken, out_dir=tmp_path / "out")
-    empty = tmp_path / "empty.mp4"
-    with av.open(str(empty), "w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        container.start_encoding()
+        r.reenact_video(astronaut, corrupt_video(tmp_path / "broken.mp4"), out_dir=tmp_path / "out")
+    empty = zero_frame_video(tmp_path / "empty.mp4")
     with pytest.raises(VideoError, match="^The video has no frames.$"):
         r.reenact_video(astronaut, empty, out_dir=tmp_path / "out")
