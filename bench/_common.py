@@ -13,6 +13,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def memory_rows(device) -> list[tuple[str, str]]:
+    """Peak RSS, plus peak CUDA memory when ``device`` is a GPU."""
+    rows = [("peak RSS", f"{peak_rss_mb():.0f} MB")]
+    if device.type == "cuda":
+        import torch
+
+        rows.append(("peak CUDA memory", f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB"))
+    return rows
+
+
 def print_table(rows: Sequence[tuple[str, str]], first: str = "measure") -> None:
     """Print (name, value) rows as an aligned markdown table."""
     width = max(len(first), *(len(name) for name, _ in rows))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import peak_rss_mb, print_table
+from _common import memory_rows, print_table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -108,9 +108,7 @@ def bench(runs: int, frames: int, device: torch.device) -> list[tuple[str, str]]
     rows.append(("video: per frame", f"{seconds / frames:.2f} s"))
     params = sum(p.numel() for m in (inv.generator, inv.encoder, models.mask_net) for p in m.parameters())
     rows.append(("parameters (G + e4e + mask net)", f"{params / 1e6:.1f} M"))
-    rows.append(("peak RSS", f"{peak_rss_mb():.0f} MB"))
-    if device.type == "cuda":
-        rows.append(("peak CUDA memory", f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB"))
+    rows.extend(memory_rows(device))
     return rows
 
 

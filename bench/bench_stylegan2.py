@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _common import peak_rss_mb, print_table
+from _common import memory_rows, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -98,9 +98,7 @@ def bench(runs: int, device: torch.device) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     bench_1024(runs, device, rows)
     bench_256(runs, device, rows)
-    rows.append(("peak RSS", f"{peak_rss_mb():.0f} MB"))
-    if device.type == "cuda":
-        rows.append(("peak CUDA memory", f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB"))
+    rows.extend(memory_rows(device))
     return rows
 
 
