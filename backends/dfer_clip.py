@@ -556,14 +556,18 @@ def write_annotated_video(frames: Sequence[np.ndarray], fps: float, analysed: It
     The file goes to a new private results folder unless ``out_dir`` is given. Frames are
     drawn one at a time as the encoder takes them, so a copy of the whole video is never held.
     """
-    from .media import results_dir, write_video
+    from .media import write_video
+    from .results import results_dir, seal
 
     folder = Path(out_dir) if out_dir is not None else results_dir("expression")
     frame_boxes = nearest_boxes(len(frames), analysed, boxes)
     labels = frame_labels(len(frames), windows, timeline)
     drawn = (draw_annotation(frame, box, f"{name} {100.0 * p:.0f}%")
              for frame, box, (name, p) in zip(frames, frame_boxes, labels, strict=True))
-    return write_video(drawn, folder / ANNOTATED_VIDEO_NAME, fps=fps)
+    path = write_video(drawn, folder / ANNOTATED_VIDEO_NAME, fps=fps)
+    if out_dir is None:
+        seal(folder)
+    return path
 
 
 # --------------------------------------------------------------------------- evaluation

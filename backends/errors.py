@@ -7,6 +7,17 @@ without leaking a traceback to the user.
 
 from __future__ import annotations
 
+import re
+
+# An absolute POSIX path of two or more parts (an upload's server-side location, a cache folder),
+# not preceded by a word character, a colon or a slash (so "2/255", "10 s / 250" and URLs stay).
+_SERVER_PATH = re.compile(r"""(?<![\w.:/])/(?:[^\s/'"]+/)+[^\s'"),;]*""")
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with every server-side file path replaced by "<file>": no message may show one to a user."""
+    return _SERVER_PATH.sub("<file>", text)
+
 
 class FaceLabError(Exception):
     """Base class of every error a user may see. The message is user-facing."""

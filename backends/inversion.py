@@ -178,6 +178,8 @@ def invert_photo(source: ImageSource, *, what: str = "photo", already_aligned: b
                  engine: str = "auto") -> Inversion:
     """Photo → input policy → FFHQ-aligned 1024 crop → 256 → e4e W+, cached by pixel content.
 
+    The cache keeps the aligned face and the code, never the wording: a photo that was the driving face
+    of one request and is the source of the next gets notices that name it as the source.
     Raises :class:`~backends.errors.NoFaceError` when the photo has no face.
     """
     models = get_models()
@@ -187,15 +189,14 @@ def invert_photo(source: ImageSource, *, what: str = "photo", already_aligned: b
         models.dtype,
     )
     hit = _INVERSIONS.get(key)
-    if hit is not None:
-        return hit
-    prepared = prepare_face(
-        loaded.image, size=ALIGN_SIZE, crop="ffhq", already_aligned=already_aligned, engine=engine, what=what
-    )
-    wplus = encode_crop(models, prepared.aligned.image)
-    inversion = Inversion(prepared.photo, prepared.aligned, wplus, loaded.notices + prepared.notices)
-    _INVERSIONS.put(key, inversion)
-    return inversion
+    if hit is None:
+        prepared = prepare_face(
+            loaded.image, size=ALIGN_SIZE, crop="ffhq", already_aligned=already_aligned, engine=engine, what=what
+        )
+        hit = (prepared, encode_crop(models, prepared.aligned.image))
+        _INVERSIONS.put(key, hit)
+    prepared, wplus = hit
+    return Inversion(prepared.photo, prepared.aligned, wplus, loaded.notices + prepared.face_notices(what))
 
 
 def reconstruction(inversion: Inversion, truncate: bool) -> Image.Image:

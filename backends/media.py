@@ -11,10 +11,7 @@ H.264 MP4.
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import tempfile
-import time
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, VideoError
+from .errors import InputError, VideoError, scrub_paths
+from .results import results_dir, results_root  # noqa: F401 - re-exported: tabs import them from here
 
 MAX_SIDE = 1280  # long side of any image the pipeline works on
 MAX_PIXELS = 40_000_000  # anything larger is refused before decoding (decompression-bomb guard)
@@ -33,7 +31,6 @@ MAX_VIDEO_BYTES = 100 * 1024 * 1024
 MAX_VIDEO_SECONDS = 10.0
 MAX_VIDEO_FRAMES = 250
 VIDEO_MAX_SIDE = 720
-RESULTS_TTL_SECONDS = 6 * 3600  # result files are deleted after this long, like gradio's upload cache
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
 
@@ -85,7 +82,10 @@ def _open(source: str | Path | bytes, what: str) -> Image.Image:
         raise InputError(f"The {what} file is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL warns above ~89 Mpx and refuses above ~179 Mpx at open; our own, lower limit is
+            # checked on the header right after, before any pixel is decoded, so the message can
+            # give the size.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(stream)
             if image.width * image.height > MAX_PIXELS:
                 raise InputError(
@@ -97,10 +97,17 @@ def _open(source: str | Path | bytes, what: str) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise InputError(f"This file is not an image Face Lab can read (try a JPEG or PNG {what}).") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"The {what} is too large to process safely.") from None
+    except Image.DecompressionBombError as exc:
+        # Only PIL's hard limit (~179 Mpx) lands here; its message gives the pixel count, not the sides.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "far too many pixels"
+        raise InputError(
+            f"The {what} has {size}, too large to process safely (limit {MAX_PIXELS // 1_000_000} megapixels)."
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"The {what} file is damaged or truncated and cannot be read ({exc}).") from None
+        raise InputError(
+            f"The {what} file is damaged or truncated and cannot be read ({_reason(exc)})."
+        ) from None
     return image
 
 
@@ -110,7 +117,10 @@ def _from_array(array: np.ndarray, what: str) -> Image.Image:
     if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
         raise InputError(f"The {what} has {array.shape[2]} channels; expected 1, 3 or 4.")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
-        raise InputError(f"The {what} is too large to process safely.")
+        raise InputError(
+            f"The {what} is {array.shape[1]}×{array.shape[0]} px, too large to process safely "
+            f"(limit {MAX_PIXELS // 1_000_000} megapixels)."
+        )
     if array.dtype != np.uint8:
         array = _to_uint8(array.astype(np.float64))
     if array.ndim == 3 and array.shape[2] == 1:
@@ -182,10 +192,12 @@ def read_video(
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(f"This file is not a video Face Lab can read ({_first_line(exc)}).") from None
+        raise VideoError(f"This file is not a video Face Lab can read ({_reason(exc)}).") from None
     notices: list[str] = []
     frames: list[np.ndarray] = []
     with container:
+        if _is_still_image(container):
+            raise VideoError(STILL_IMAGE_MESSAGE)
         if not container.streams.video:
             if container.streams.audio:
                 raise VideoError("This file is an audio-only file: it has no video track.")
@@ -202,7 +214,7 @@ def read_video(
                 frames.append(_frame_rgb(frame, max_side))
         except av.error.FFmpegError as exc:
             if not frames:
-                raise VideoError(f"The video is damaged and no frame could be decoded ({_first_line(exc)}).") from None
+                raise VideoError(f"The video is damaged and no frame could be decoded ({_reason(exc)}).") from None
             notices.append(f"The video is damaged after frame {len(frames)}; the frames before it were used.")
     if not frames:
         raise VideoError("The video has no frames.")
@@ -212,6 +224,22 @@ def read_video(
             f"the limit is {max_seconds:g} s or {max_frames} frames."
         )
     return VideoFrames(frames=frames, fps=fps, notices=notices, duration=len(frames) / fps)
+
+
+STILL_IMAGE_MESSAGE = (
+    "This file is a still image, not a video. Upload a video (mp4, webm or mov), "
+    "or use the photo input for a single picture."
+)
+
+
+def _is_still_image(container) -> bool:
+    """FFmpeg opens pictures as one-frame "videos" (image2, png_pipe, webp_pipe...): tell them apart."""
+    name = container.format.name
+    if name == "image2" or name.endswith("_pipe"):
+        return True
+    if name == "gif" and container.streams.video:
+        return container.streams.video[0].frames <= 1  # an animated GIF is a video
+    return False
 
 
 def _frame_rgb(frame, max_side: int) -> np.ndarray:
@@ -224,9 +252,14 @@ def _frame_rgb(frame, max_side: int) -> np.ndarray:
     return frame.to_ndarray(format="rgb24")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    """A decoder's own words for a failure, without the file's server-side path.
+
+    PyAV's errors carry the path as ``filename`` and in ``str(exc)``; ``strerror`` is the reason alone.
+    """
+    text = getattr(exc, "strerror", None) or str(exc)
+    lines = scrub_paths(text).strip().splitlines()
+    return lines[0].rstrip(" :") if lines else type(exc).__name__
 
 
 def write_video(frames: Iterable[np.ndarray], path: str | Path, fps: float = 25.0) -> Path:
@@ -266,25 +299,3 @@ def side_by_side(images: Sequence[np.ndarray], height: int = 256) -> np.ndarray:
         w = max(2, round(pil.width * height / pil.height))
         resized.append(np.asarray(pil.resize((w, height), Image.Resampling.BILINEAR)))
     return np.concatenate(resized, axis=1)
-
-
-def results_root() -> Path:
-    """Where per-request result files live: $FACELAB_RESULTS_DIR, else a folder in the system temp dir."""
-    return Path(os.environ.get("FACELAB_RESULTS_DIR", Path(tempfile.gettempdir()) / "facelab_results"))
-
-
-def results_dir(kind: str, ttl: float = RESULTS_TTL_SECONDS) -> Path:
-    """A new private folder for one request's output files.
-
-    Faces are private: every call also deletes the folders of earlier requests older than ``ttl``.
-    """
-    root = results_root()
-    root.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for old in root.iterdir():
-        try:
-            if old.is_dir() and now - old.stat().st_mtime > ttl:
-                shutil.rmtree(old, ignore_errors=True)
-        except OSError:
-            continue  # another request removed it first
-    return Path(tempfile.mkdtemp(prefix=f"{kind}_", dir=root))

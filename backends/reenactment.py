@@ -46,8 +46,9 @@ from .face import align_ffhq, get_detector
 from .face import paste_back as paste_into_photo
 from .face.track import fill_gaps, track_faces
 from .inversion import FAITHFUL_PSI, Inversion, InversionModels, invert_photo, psi_for, reconstruction, tensor_to_pil
-from .media import ImageSource, read_video, results_dir, side_by_side, write_video
+from .media import ImageSource, read_video, side_by_side, write_video
 from .networks.stylemask import MaskNetwork, load_mask_network, stylemask_forward
+from .results import results_dir, seal
 from .standin import standin_enabled
 from .weights import load_checkpoint
 
@@ -287,8 +288,6 @@ def reenact_video(
         )
     landmarks = track.smoothed_landmarks()
 
-    out_dir = Path(out_dir) if out_dir is not None else results_dir("reenactment")
-    out_dir.mkdir(parents=True, exist_ok=True)
     source_panel = np.asarray(src.aligned.image.resize((VIDEO_RESULT_SIZE, VIDEO_RESULT_SIZE), Image.LANCZOS))
     paste_into = np.asarray(src.photo) if paste_back else None
     # Frames without a face are reenacted with the nearest earlier good frame's landmarks and pixels
@@ -312,8 +311,13 @@ def reenact_video(
             first_result = Image.fromarray(shown)
     missing = track.missing
     report(0.96, "Writing the videos")
-    comparison_path = write_video(comparisons, out_dir / "reenactment_side_by_side.mp4", fps=video.fps)
-    result_path = write_video(results, out_dir / "reenactment_result.mp4", fps=video.fps)
+    # The folder is made only now that there are results: a refused request leaves nothing on disk.
+    folder = Path(out_dir) if out_dir is not None else results_dir("reenactment")
+    folder.mkdir(parents=True, exist_ok=True)
+    comparison_path = write_video(comparisons, folder / "reenactment_side_by_side.mp4", fps=video.fps)
+    result_path = write_video(results, folder / "reenactment_result.mp4", fps=video.fps)
+    if out_dir is None:
+        seal(folder)
     notices = [f"Source: {x}" for x in src.notices] + list(video.notices)
     if missing:
         notices.append(f"No face was found in {missing} of {n} frames; those frames reuse the last good result.")

@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from backends.errors import FaceLabError
+from backends.errors import FaceLabError, scrub_paths
 from backends.standin import standin_enabled
 
 log = logging.getLogger("facelab")
@@ -47,7 +47,8 @@ def user_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except FaceLabError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            # Backends word their own messages; the scrub is the last guard against a server path.
+            raise gr.Error(scrub_paths(str(exc)), print_exception=False) from None
         except Exception:
             ref = uuid.uuid4().hex[:8]
             log.exception("internal error %s in %s", ref, fn.__name__)
@@ -63,7 +64,7 @@ def user_errors(fn: Callable) -> Callable:
 def show_notices(notices: Iterable[str]) -> None:
     """Show backend notices (capped sizes, several faces...) as toasts."""
     for notice in notices:
-        gr.Warning(notice)
+        gr.Warning(scrub_paths(notice))
 
 
 def banner() -> gr.Markdown:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
-from backends.media import results_dir
+from backends.results import results_dir, seal
 
 from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
 
@@ -33,10 +31,6 @@ ENGINES = [
 ]
 
 
-def _download_dir() -> Path:
-    return results_dir("reenactment")
-
-
 @user_errors
 def reenact_image(
     source: str | None, driving: str | None, engine: str, truncate: bool, paste_back: bool,
@@ -48,8 +42,10 @@ def reenact_image(
         source, driving, truncate=truncate, paste_back=paste_back, engine=engine, already_aligned=already_aligned
     )
     show_notices(res.notices)
-    png = _download_dir() / "reenacted.png"
+    folder = results_dir("reenactment")  # made only now that there is a result to keep
+    png = folder / "reenacted.png"
     res.final.save(png)
+    seal(folder)
     stages = [
         (res.source_aligned, "Source, aligned"),
         (res.source_inversion, "Source inversion"),
@@ -82,7 +78,6 @@ def reenact_video(
         paste_back=paste_back,
         engine=engine,
         progress=report,
-        out_dir=_download_dir(),
         already_aligned=already_aligned,
     )
     show_notices(res.notices)

@@ -11,9 +11,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from backends.media import read_video, write_video
+from backends.media import STILL_IMAGE_MESSAGE, read_video, write_video
 from tests.app_server import running_app
-from tests.media_factories import audio_only, zero_frame_video
+from tests.media_factories import audio_only, corrupt_video, still_image, truncated_jpeg, upload_path, zero_frame_video
 
 AUDIO_ONLY = "This file is an audio-only file: it has no video track."
 NO_FRAMES = "The video has no frames."
@@ -153,3 +153,21 @@ def test_annotated_video_through_the_api(client, astronaut, tmp_path, shared_wei
     assert local is not None and local.endswith(".mp4") and Path(local).is_file()
     assert details["annotated_video"] and details["annotated_video"].endswith(".mp4")
     assert len(read_video(local)) == len(frames) == details["frames_analysed"]
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "cut.jpg"])
+def test_video_endpoint_refuses_still_images(client, tmp_path, name):
+    """A photo (even a truncated JPEG the photo endpoint refuses) is not taken as a one-frame video."""
+    path = truncated_jpeg(tmp_path / name) if name == "cut.jpg" else still_image(tmp_path / name)
+    with pytest.raises(AppError) as raised:
+        client.predict(handle_file(path), "baseline_mini_xception", "dfew", api_name="/expression_video")
+    assert raised.value.message == STILL_IMAGE_MESSAGE
+
+
+def test_video_errors_do_not_show_server_paths(client, tmp_path):
+    path = corrupt_video(upload_path(tmp_path, "clip.mp4"))
+    with pytest.raises(AppError) as raised:
+        client.predict(handle_file(path), "baseline_mini_xception", "dfew", api_name="/expression_video")
+    assert raised.value.message == (
+        "This file is not a video Face Lab can read (Invalid data found when processing input)."
+    )

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from backends import inversion
 from backends.media import results_dir
@@ -53,13 +54,30 @@ def test_photo_is_inverted_once_and_reconstructed(standin_models, shared_weights
     monkeypatch.setattr(inversion, "encode", lambda m, x: calls.append(x.shape) or original(m, x))
     first = inversion.invert_photo(astronaut)
     again = inversion.invert_photo(astronaut.copy())
-    assert again is first and calls == [(1, 3, 256, 256)]
+    assert again.wplus is first.wplus and again.aligned is first.aligned and calls == [(1, 3, 256, 256)]
     assert first.wplus.shape == (1, 18, 512)
     assert first.aligned.image.size == (1024, 1024)
     faithful = inversion.reconstruction(first, truncate=True)
     assert faithful.size == (1024, 1024)
     assert inversion.reconstruction(first, truncate=True) is faithful
     assert not np.array_equal(np.asarray(faithful), np.asarray(inversion.reconstruction(first, truncate=False)))
+
+
+def test_cached_inversion_words_notices_for_each_caller(standin_models, shared_weights, monkeypatch):
+    """A cache hit keeps the tensors but names the photo of this call (it used to repeat the first caller's)."""
+    astronaut = pytest.importorskip("skimage.data").astronaut()
+    small = np.asarray(Image.fromarray(astronaut).resize((256, 256)))
+    pair = np.concatenate([astronaut, np.pad(small, ((0, 256), (0, 0), (0, 0)))], axis=1)  # two faces
+    calls = []
+    original = inversion.encode
+    monkeypatch.setattr(inversion, "encode", lambda m, x: calls.append(x.shape) or original(m, x))
+    as_source = inversion.invert_photo(pair, what="source photo")
+    as_driving = inversion.invert_photo(pair, what="driving photo")
+    assert len(calls) == 1 and as_driving.wplus is as_source.wplus
+    assert as_source.notices == ["2 faces were found in the source photo; the largest one was used."]
+    assert as_driving.notices == ["2 faces were found in the driving photo; the largest one was used."]
+    as_driving.notices.append("changed by a caller")
+    assert inversion.invert_photo(pair, what="source photo").notices == as_source.notices
 
 
 def test_results_dir_sweeps_old_requests(tmp_path, monkeypatch):

@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backends.errors import InputError, VideoError
-from backends.media import MAX_SIDE, load_image, read_video, side_by_side, write_video
-from tests.media_factories import audio_only, corrupt_video, zero_frame_video
+from backends.errors import InputError, VideoError, scrub_paths
+from backends.media import MAX_SIDE, STILL_IMAGE_MESSAGE, load_image, read_video, side_by_side, write_video
+from tests.media_factories import (
+    audio_only,
+    corrupt_video,
+    pixel_bomb,
+    still_image,
+    truncated_jpeg,
+    upload_path,
+    zero_frame_video,
+)
 
 
 def _png_bytes(image: Image.Image, fmt: str = "PNG", **kw) -> bytes:
@@ -47,11 +55,24 @@ def test_truncated_jpeg(tmp_path: Path):
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path: Path):
-    path = tmp_path / "bomb.png"
-    Image.new("1", (9000, 5000)).save(path)  # 45 Mpx but a tiny file
+    path = pixel_bomb(tmp_path / "bomb.png", 9000, 5000)  # 45 Mpx but a tiny file
     assert path.stat().st_size < 100_000
-    with pytest.raises(InputError, match="too large to process safely"):
+    with pytest.raises(InputError) as info:
         load_image(path)
+    assert str(info.value) == "The image is 9000×5000 px, too large to process safely (limit 40 megapixels)."
+
+
+def test_bomb_messages_give_size_and_limit_past_pils_own_limits(tmp_path: Path):
+    # 100 Mpx is past PIL's warning (89 Mpx); 200 Mpx is past its hard refusal (179 Mpx).
+    with pytest.raises(InputError) as info:
+        load_image(pixel_bomb(tmp_path / "warn.png", 10_000, 10_000), what="photo")
+    assert str(info.value) == "The photo is 10000×10000 px, too large to process safely (limit 40 megapixels)."
+    with pytest.raises(InputError) as info:
+        load_image(pixel_bomb(tmp_path / "refuse.png", 20_000, 10_000), what="photo")
+    assert str(info.value) == "The photo has 200 megapixels, too large to process safely (limit 40 megapixels)."
+    with pytest.raises(InputError) as info:
+        load_image(np.zeros((8000, 6000), np.uint8))
+    assert str(info.value) == "The image is 6000×8000 px, too large to process safely (limit 40 megapixels)."
 
 
 @pytest.mark.parametrize(
@@ -142,6 +163,31 @@ def test_corrupt_video(tmp_path: Path):
         read_video(corrupt_video(tmp_path / "broken.mp4"))
 
 
+def test_media_errors_never_show_server_paths(tmp_path: Path):
+    """PyAV's message carries the upload's full server path; the user's message must not."""
+    path = corrupt_video(upload_path(tmp_path, "clip.mp4"))
+    with pytest.raises(VideoError) as info:
+        read_video(path)
+    assert str(info.value) == "This file is not a video Face Lab can read (Invalid data found when processing input)."
+    with pytest.raises(InputError) as info:
+        load_image(truncated_jpeg(upload_path(tmp_path, "cut.jpg")))
+    assert "gradio" not in str(info.value) and str(tmp_path) not in str(info.value)
+
+
+def test_scrub_paths_keeps_fractions_and_urls():
+    text = "Invalid data: '/tmp/gradio/ab12/clip.mp4' (10 s / 250 frames, 2/255) see https://hf.co/a/b"
+    assert scrub_paths(text) == "Invalid data: '<file>' (10 s / 250 frames, 2/255) see https://hf.co/a/b"
+    assert scrub_paths("cannot open /root/.cache/facelab/x.pt, retry") == "cannot open <file>, retry"
+
+
 def test_side_by_side_common_height():
     out = side_by_side([np.zeros((100, 50, 3), np.uint8), np.zeros((200, 200, 3), np.uint8)], height=100)
     assert out.shape == (100, 150, 3)
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.png", "photo.webp", "photo.gif", "cut.jpg"])
+def test_still_images_are_not_videos(tmp_path: Path, name: str):
+    path = truncated_jpeg(tmp_path / name) if name == "cut.jpg" else still_image(tmp_path / name)
+    with pytest.raises(VideoError) as info:
+        read_video(path)
+    assert str(info.value) == STILL_IMAGE_MESSAGE

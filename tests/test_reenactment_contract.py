@@ -37,7 +37,10 @@ def files(tmp_path_factory):
     Image.new("RGB", (320, 240), (120, 130, 140)).save(wall)
     broken = folder / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 20)
-    return {"source": source, "driving": driving, "video": video, "wall": wall, "broken": broken}
+    wall_video = write_video([np.asarray(Image.open(wall))] * 4, folder / "wall.mp4", fps=8)
+    return {
+        "source": source, "driving": driving, "video": video, "wall": wall, "broken": broken, "wall_video": wall_video,
+    }
 
 
 def test_endpoints_are_named(client):
@@ -105,6 +108,31 @@ def test_corrupt_video_is_a_clear_error(client, files):
             False,
             api_name="/reenact_video",
         )
+
+
+def test_video_endpoint_refuses_still_images(client, files):
+    from backends.media import STILL_IMAGE_MESSAGE
+
+    with pytest.raises(AppError) as raised:
+        client.predict(
+            handle_file(files["source"]), handle_file(files["driving"]), "stylemask", True, False,
+            api_name="/reenact_video",
+        )
+    assert raised.value.message == STILL_IMAGE_MESSAGE
+
+
+def test_failed_requests_leave_no_results_folder(client, files, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACELAB_RESULTS_DIR", str(tmp_path / "results"))
+    for driving, api in ((files["broken"], "/reenact_video"), (files["wall"], "/reenact_image")):
+        with pytest.raises(AppError):
+            client.predict(handle_file(files["source"]), handle_file(driving), "stylemask", True, False, api_name=api)
+    with pytest.raises(AppError):  # a video without a face fails after decoding, before any result
+        client.predict(
+            handle_file(files["source"]), handle_file(files["wall_video"]), "stylemask", True, False,
+            api_name="/reenact_video",
+        )
+    made = list((tmp_path / "results").glob("*")) if (tmp_path / "results").exists() else []
+    assert made == []
 
 
 def test_missing_driving_and_coming_engines(client, files):

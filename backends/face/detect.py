@@ -162,12 +162,20 @@ def get_detector(engine: str = "auto") -> FaceDetector:
         raise MissingWeightsError(f"The YuNet face detector could not be loaded: {exc}", key="yunet") from exc
 
 
-def detect_largest(rgb: np.ndarray, engine: str = "auto", what: str = "photo") -> tuple[Face, list[str]]:
-    """The largest face of ``rgb`` and any notices; :class:`NoFaceError` with tips if there is none."""
+def detect_faces(rgb: np.ndarray, engine: str = "auto", what: str = "photo") -> list[Face]:
+    """Every face of ``rgb``, largest first; :class:`NoFaceError` with tips if there is none."""
     faces = get_detector(engine).detect(rgb)
     if not faces:
         raise NoFaceError(f"No face was found in the {what}. {NO_FACE_TIPS}")
-    notices = []
-    if len(faces) > 1:
-        notices.append(f"{len(faces)} faces were found in the {what}; the largest one was used.")
+    return faces
+
+
+def detect_largest(rgb: np.ndarray, engine: str = "auto", what: str = "photo") -> tuple[Face, list[str]]:
+    """The largest face of ``rgb`` and any notices; :class:`NoFaceError` with tips if there is none."""
+    faces = detect_faces(rgb, engine, what)
+    notices = [several_faces_notice(len(faces), what)] if len(faces) > 1 else []
     return faces[0], notices
+
+
+def several_faces_notice(count: int, what: str) -> str:
+    return f"{count} faces were found in the {what}; the largest one was used."

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from ..media import ImageSource, load_image
 from .align import AlignedFace, align_ffhq, align_vox, square_quad, warp_crop
-from .detect import Face, detect_largest
+from .detect import Face, detect_faces, several_faces_notice
 
 CROPS = ("ffhq", "vox")
 
@@ -20,8 +20,16 @@ class PreparedFace:
 
     photo: Image.Image
     aligned: AlignedFace
-    face: Face | None
+    face: Face | None  # None when the photo was taken as already aligned
     notices: list[str] = field(default_factory=list)
+    faces_found: int = 1
+
+    def face_notices(self, what: str) -> list[str]:
+        """The notices of the face step alone, worded for ``what`` (callers that cache a face re-word them)."""
+        if self.face is None:
+            w, h = self.photo.size
+            return [] if w == h else [f"The {what} is not square; its centre square was used as the aligned face."]
+        return [several_faces_notice(self.faces_found, what)] if self.faces_found > 1 else []
 
     def overlay(self) -> Image.Image:
         """The photo with the face box, the 5 landmarks and the crop outline drawn on it."""
@@ -57,10 +65,11 @@ def prepare_face(
         h, w = rgb.shape[:2]
         side = min(w, h)
         box = ((w - side) / 2.0, (h - side) / 2.0, float(side), float(side))
-        if w != h:
-            notices.append(f"The {what} is not square; its centre square was used as the aligned face.")
-        return PreparedFace(photo, warp_crop(rgb, square_quad(box, 1.0), size), None, notices)
-    face, more = detect_largest(rgb, engine=engine, what=what)
-    notices += more
-    aligned = align_vox(rgb, face.box, size) if crop == "vox" else align_ffhq(rgb, face.landmarks, size)
-    return PreparedFace(photo, aligned, face, notices)
+        prepared = PreparedFace(photo, warp_crop(rgb, square_quad(box, 1.0), size), None, notices, faces_found=0)
+    else:
+        faces = detect_faces(rgb, engine=engine, what=what)
+        face = faces[0]
+        aligned = align_vox(rgb, face.box, size) if crop == "vox" else align_ffhq(rgb, face.landmarks, size)
+        prepared = PreparedFace(photo, aligned, face, notices, faces_found=len(faces))
+    prepared.notices = notices + prepared.face_notices(what)
+    return prepared
