@@ -7,20 +7,25 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import signal
+import sys
 from collections.abc import Sequence
 
 import gradio as gr
 
+from backends.results import RESULTS_TTL_SECONDS, SWEEP_SECONDS, start_sweeper
 from backends.standin import enable_standin
 from demos import anonymization, expression, latent_paths, models, pos_subspaces, reenactment
-from demos.common import banner
+from demos.common import banner, delete_private_files
 
 TITLE = "Face Lab"
 INTRO = (
     "# Face Lab\nInteractive demos of face papers: reenactment, latent-path editing, part-of-speech "
     "subspaces, anonymization and expression recognition. Uploaded photos and videos are processed "
-    "for your request only and deleted from the server within a few hours."
+    f"for your request only: uploads and results are deleted from the server within {RESULTS_TTL_SECONDS // 3600} "
+    "hours, and at once when the server stops."
 )
 MAX_FILE_SIZE = "25mb"
 CSS = ".standin-banner { background: #fff3cd; border: 2px solid #d39e00; border-radius: 8px; padding: 8px 12px; }"
@@ -37,7 +42,10 @@ TABS = [
 
 def build_demo() -> gr.Blocks:
     """The whole app as one Blocks object (tests launch it in-process)."""
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 6 * 3600), analytics_enabled=False) as demo:
+    # gradio sweeps its upload/output cache every SWEEP_SECONDS and removes files older than the age
+    # given, so with age = TTL - SWEEP nothing it holds outlives the TTL promised above.
+    cache_policy = (SWEEP_SECONDS, RESULTS_TTL_SECONDS - SWEEP_SECONDS)
+    with gr.Blocks(title=TITLE, delete_cache=cache_policy, analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         banner()
         with gr.Tabs():
@@ -73,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         force_device("cpu")
     if args.stand_in_weights:
         enable_standin(True)
-    build_demo().launch(
+    demo = build_demo()
+    _delete_files_at_exit(demo)
+    start_sweeper()
+    demo.launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,
@@ -81,6 +92,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         css=CSS,
         footer_links=["api"],
     )
+
+
+def _delete_files_at_exit(demo: gr.Blocks) -> None:
+    """Uploads and results go when the server stops: at a normal exit, Ctrl-C, or SIGTERM (Spaces, docker)."""
+    done = False
+
+    def cleanup() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            delete_private_files(demo)
+
+    def on_term(signum: int, _frame) -> None:
+        logging.getLogger("facelab").info("signal %d: deleting uploads and results, then stopping", signum)
+        cleanup()
+        demo.close(verbose=False)
+        sys.exit(0)
+
+    atexit.register(cleanup)
+    signal.signal(signal.SIGTERM, on_term)
 
 
 if __name__ == "__main__":

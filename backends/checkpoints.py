@@ -34,7 +34,7 @@ def safe_load(
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"The {what} file {path} does not exist.")
+        raise CheckpointError(f"The {what} file {path.name} does not exist.")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -44,7 +44,11 @@ def safe_load(
             raise CheckpointError(f"The {what} file {path.name} is not a valid safetensors file: {exc}") from exc
     try:
         with torch.serialization.safe_globals(list(allow)):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
+            # Zip-format files are memory-mapped: tensors are read from the page cache as the model
+            # copies them, instead of a whole second copy of the file in RAM first (1.2 GB for e4e).
+            # Legacy (pre-1.6, tar) files cannot be mapped and are read whole.
+            mmap = zipfile.is_zipfile(path)
+            return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"The {what} file {path.name} holds Python objects that Face Lab refuses to unpickle "
@@ -63,8 +67,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """``load_state_dict(strict=True)`` with a readable error listing key mismatches and shape errors."""
+    """``load_state_dict(strict=True)`` with a readable error listing key mismatches and shape errors.
+
+    One tolerance, shared by every loader: batch-norm ``num_batches_tracked`` counters may be absent
+    (files exported with PyTorch 0.4 or stripped of buffers, as some e4e and IR-SE50 copies are). They
+    only count training steps and are unused in eval mode, so a zero counter is what the official
+    loaders end up with. Every other key must be there.
+    """
     expected = module.state_dict()
+    state_dict = _with_batch_counters(expected, state_dict)
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     wrong_shape = [
@@ -81,7 +92,22 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
         if wrong_shape:
             parts.append(f"Wrong shapes ({len(wrong_shape)}): {_short(wrong_shape)}.")
         raise CheckpointError(" ".join(parts))
-    module.load_state_dict(dict(state_dict), strict=True)
+    # Where the file's tensors already have the module's dtypes they become the parameters
+    # (``assign``): with a memory-mapped file no second copy of the weights is ever made, and the
+    # module's own (uninitialised, never touched) allocation is released.
+    assign = all(state_dict[k].dtype == v.dtype for k, v in expected.items())
+    tensors = {k: v.contiguous() for k, v in state_dict.items()} if assign else dict(state_dict)
+    module.load_state_dict(tensors, strict=True, assign=assign)
+
+
+def _with_batch_counters(
+    expected: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]
+) -> Mapping[str, torch.Tensor]:
+    """``state_dict`` plus a zero for every ``num_batches_tracked`` the module has and the file lacks."""
+    absent = [k for k in expected if k.endswith("num_batches_tracked") and k not in state_dict]
+    if not absent:
+        return state_dict
+    return {**state_dict, **{k: torch.zeros_like(expected[k], device="cpu") for k in absent}}
 
 
 def _short(items: Iterable[str], limit: int = 8) -> str:

@@ -4,9 +4,9 @@ Faces are personal data, so every file a request writes lives in its own folder 
 :func:`results_root`, made ``0700`` with files ``0600`` (only the server's user can read them),
 and is deleted:
 
-- by age: a folder older than :data:`RESULTS_TTL_SECONDS` is removed by the sweep, which runs
-  every :data:`SWEEP_SECONDS` on a background timer (:func:`start_sweeper`) and at every new
-  request, so nothing outlives ``RESULTS_TTL_SECONDS + SWEEP_SECONDS``;
+- by age: the sweep removes folders older than ``RESULTS_TTL_SECONDS - SWEEP_SECONDS``; it runs at
+  start-up, every :data:`SWEEP_SECONDS` on a background timer (:func:`start_sweeper`) and at every
+  new request, so nothing outlives ``RESULTS_TTL_SECONDS`` (6 h);
 - by size: when the folders together pass :func:`max_bytes` (``FACELAB_RESULTS_MAX_MB``), the
   oldest go first until they fit again;
 - at shutdown: :func:`purge_all` (the app calls it on SIGTERM, SIGINT and at exit).
@@ -124,11 +124,13 @@ def start_sweeper(period: float = SWEEP_SECONDS) -> threading.Thread:
     _sweeper_stop.clear()
 
     def loop() -> None:
-        while not _sweeper_stop.wait(period):
+        while True:  # first at start-up: what a killed server left behind goes as soon as it is due
             try:
                 sweep()
             except Exception:  # a sweep must never stop the timer
                 log.exception("result sweep failed")
+            if _sweeper_stop.wait(period):
+                return
 
     _sweeper = threading.Thread(target=loop, name="facelab-results-sweeper", daemon=True)
     _sweeper.start()

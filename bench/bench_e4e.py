@@ -79,11 +79,64 @@ def bench_arcface(runs: int) -> list[tuple[str, str]]:
     ]
 
 
+_LOAD_SNIPPET = """
+import sys, threading, time, torch
+sys.path.insert(0, {repo!r})
+from backends.checkpoints import safe_load
+from backends.networks import e4e
+
+peak_anon = [0]
+def sample():  # RssAnon: memory only swap could free (file-backed mmap pages are not in it)
+    while True:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                peak_anon[0] = max(peak_anon[0], int(line.split()[1]))
+        time.sleep(0.002)
+threading.Thread(target=sample, daemon=True).start()
+time.sleep(0.05)
+base = peak_anon[0]
+path = {path!r}
+if {new}:
+    inverter = e4e.load_e4e_checkpoint(path)  # safe_load: mmap, then the tensors become the parameters
+else:  # the old way: the whole file read into memory, then copied into a freshly allocated encoder
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    with torch.device("meta"):
+        encoder = e4e.Encoder4Editing(n_styles=18)
+    encoder = encoder.to_empty(device="cpu")
+    encoder.load_state_dict({{k[8:]: v for k, v in obj["state_dict"].items() if k.startswith("encoder.")}})
+time.sleep(0.05)
+hwm = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")][0]
+print((peak_anon[0] - base) / 1024, hwm / 1024)
+"""
+
+
+def bench_load_memory() -> list[tuple[str, str]]:
+    """Memory of loading e4e_ffhq_encode.pt (~1 GB) from disk: whole-file read + copy vs mmap + assign."""
+    import subprocess
+    import tempfile
+
+    repo = str(Path(__file__).resolve().parents[1])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "e4e_ffhq_encode.pt")
+        torch.save(e4e.standin_checkpoint_e4e_ffhq(), path)
+        size_mb = Path(path).stat().st_size / 2**20
+        for label, new in (("before: read whole + copy", False), ("now: mmap + assign", True)):
+            code = _LOAD_SNIPPET.format(repo=repo, path=path, new=new)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            anon, peak = (float(x) for x in out.stdout.split())
+            rows.append((f"e4e load ({size_mb:.0f} MB file), {label}: anonymous memory added (MB)", f"{anon:.0f}"))
+            rows.append((f"e4e load ({size_mb:.0f} MB file), {label}: peak RSS incl. page cache (MB)", f"{peak:.0f}"))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per model (median reported)")
+    parser.add_argument("--skip-load-memory", action="store_true", help="skip the file-loading memory rows")
     args = parser.parse_args(argv)
-    rows = bench_e4e(args.runs)
+    rows = [] if args.skip_load_memory else bench_load_memory()
+    rows += bench_e4e(args.runs)
     gc.collect()
     rows += bench_arcface(args.runs)
     rows.append(("peak RSS overall (MB)", f"{peak_rss_mb():.0f}"))

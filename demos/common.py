@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -59,6 +60,34 @@ def user_errors(fn: Callable) -> Callable:
             ) from None
 
     return wrapper
+
+
+def delete_private_files(demo: gr.Blocks) -> None:
+    """Delete every upload and output this app put in gradio's cache, and every result folder.
+
+    Called at shutdown: a stopped server keeps no face on disk.
+    """
+    from gradio.route_utils import delete_files_created_by_app
+    from gradio.utils import get_upload_folder
+
+    from backends.results import purge_all
+
+    purge_all()
+    try:
+        delete_files_created_by_app(demo, None)
+        # gradio keeps the examples' copies out of its own deletion; at shutdown they go too.
+        for component in demo.blocks.values():
+            for kept in getattr(component, "keep_in_cache", ()):
+                with contextlib.suppress(OSError):
+                    Path(kept).unlink()
+    except Exception:  # a half-started app may lack parts of its state; the folders go below anyway
+        log.exception("could not delete gradio's cached files")
+    # Uploads sit in one hashed folder each; remove the folders the deletion left empty.
+    cache = Path(get_upload_folder())
+    for folder in sorted(cache.rglob("*"), key=lambda p: len(p.parts), reverse=True) if cache.is_dir() else ():
+        with contextlib.suppress(OSError):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def show_notices(notices: Iterable[str]) -> None:

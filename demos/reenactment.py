@@ -117,7 +117,10 @@ def build() -> None:
         with gr.Column():
             with gr.Tabs() as result_tabs:
                 with gr.Tab("Photo result", id="photo"):
-                    result = gr.Image(label="Reenacted face", interactive=False, format="png", elem_id="reenact-result")
+                    # A compact WebP preview; the PNG download below keeps every pixel.
+                    result = gr.Image(
+                        label="Reenacted face", interactive=False, format="webp", elem_id="reenact-result"
+                    )
                     slider = gr.ImageSlider(label="Before / after (source crop vs result)", interactive=False)
                     png = gr.File(label="Download PNG", interactive=False)
                 with gr.Tab("Video result", id="video"):

@@ -180,3 +180,15 @@ def test_preprocess_matches_torchvision_pipeline() -> None:
     assert ours.shape == (3, 256, 256) and ours.dtype == torch.float32
     assert torch.equal(ours, official)
     assert torch.equal(e4e.preprocess_aligned(pil.convert("RGBA")), official)
+
+
+def test_loads_file_without_num_batches_tracked(inverter: e4e.E4EInverter, case) -> None:
+    """Older e4e exports lack the BatchNorm counters; the loader fills them as the IR-SE50 one does."""
+    entries = {k: v for k, v in _encoder_entries(inverter).items() if not k.endswith("num_batches_tracked")}
+    dropped = len(_encoder_entries(inverter)) - len(entries)
+    assert dropped > 0
+    old_style = {"state_dict": entries, "latent_avg": inverter.latent_avg, "opts": {}}
+    loaded = e4e.load_e4e_checkpoint(old_style)
+    assert all(int(v) == 0 for k, v in loaded.encoder.state_dict().items() if k.endswith("num_batches_tracked"))
+    image = torch.from_numpy(case["image"])
+    assert torch.equal(loaded.invert(image), inverter.invert(image))

@@ -58,6 +58,7 @@ def test_reenact_image(client, files):
         api_name="/reenact_image",
     )
     assert Image.open(result).size == (1024, 1024)
+    assert Image.open(result).format == "WEBP"  # a compact preview; the download below stays lossless
     before, after = slider
     assert Image.open(before).size == (1024, 1024) and Image.open(after).size == (1024, 1024)
     assert len(stages) == 5

@@ -153,19 +153,6 @@ class Backbone(nn.Module):
 # --------------------------------------------------------------------------- loading
 
 
-def _add_missing_batch_counters(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict:
-    """Fill in ``num_batches_tracked`` entries that PyTorch-0.4-era files lack.
-
-    They are bookkeeping only (unused in eval mode), so a zero counter is
-    exactly what the official loader ends up with for such files.
-    """
-    out = dict(state_dict)
-    for key, value in module.state_dict().items():
-        if key.endswith("num_batches_tracked") and key not in out:
-            out[key] = torch.zeros_like(value)
-    return out
-
-
 def _unwrap_arcface(obj: object) -> Mapping[str, torch.Tensor]:
     """The plain state dict of a ``model_ir_se50.pth`` (tolerating a ``module.`` DataParallel prefix)."""
     if not isinstance(obj, Mapping) or not obj:
@@ -192,7 +179,7 @@ def load_arcface_checkpoint(obj_or_path: str | Path | Mapping[str, torch.Tensor]
         net = Backbone()
     # Allocate without running the random init: every value is overwritten below.
     net = net.to_empty(device="cpu")
-    load_state_dict_strict(net, _add_missing_batch_counters(net, state_dict), "ArcFace IR-SE50")
+    load_state_dict_strict(net, state_dict, "ArcFace IR-SE50")
     return net.eval()
 
 
