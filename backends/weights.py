@@ -862,7 +862,9 @@ def _extract_member(archive: Path, member: str, out: Path) -> None:
         name = name.lstrip("./")
         return name == member or name.endswith("/" + member)
 
-    if zipfile.is_zipfile(archive):
+    with open(archive, "rb") as fh:
+        is_zip = fh.read(4) == b"PK\x03\x04"  # not zipfile.is_zipfile: a tar ending in a .pth (a zip) passes it
+    if is_zip:
         with zipfile.ZipFile(archive) as zf:
             names = [n for n in zf.namelist() if matches(n)]
             if not names:
@@ -917,7 +919,7 @@ def _download_gdrive(file_id: str, part: Path, reporter: _Reporter) -> None:
     def on_bytes(done: int, total: int | None) -> None:
         reporter.emit("bytes", done, total)
 
-    options: dict[str, Any] = {"quiet": True}
+    options: dict[str, Any] = {"quiet": True, "use_cookies": False}
     accepted = inspect.signature(gdown.download).parameters
     if "progress" in accepted:  # gdown >= 6 reports bytes; older releases only print
         options["progress"] = on_bytes
@@ -926,9 +928,16 @@ def _download_gdrive(file_id: str, part: Path, reporter: _Reporter) -> None:
     try:
         result = gdown.download(id=file_id, output=str(part), **options)
     except Exception as exc:  # gdown raises FileURLRetrievalError (quota, private), DownloadError, requests errors
-        raise _SourceFailed(f"{type(exc).__name__}: {_first_line(exc)}") from None
+        raise _SourceFailed(f"{type(exc).__name__}: {_gdown_reason(exc)}") from None
     if result is None or not part.is_file():
         raise _SourceFailed("no file")
+
+
+def _gdown_reason(exc: BaseException) -> str:
+    """gdown wraps Drive's own words (e.g. the quota notice) in advice about browsers: keep Drive's words."""
+    text = " ".join(str(exc).split())
+    text = text.split(" You may still be able")[0].removeprefix("Failed to retrieve file url: ")
+    return text[:300] or type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

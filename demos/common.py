@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -12,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from backends import weights
 from backends.errors import FaceLabError
 from backends.standin import standin_enabled
 
@@ -42,8 +44,10 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any):
+        tracker = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Progress)), None)
         try:
-            return fn(*args, **kwargs)
+            with download_progress(tracker):
+                return fn(*args, **kwargs)
         except gr.Error:
             raise
         except FaceLabError as exc:
@@ -58,6 +62,23 @@ def user_errors(fn: Callable) -> Callable:
             ) from None
 
     return wrapper
+
+
+def download_progress(progress: Any) -> contextlib.AbstractContextManager:
+    """Show weight downloads started inside the block on ``progress`` (a ``gr.Progress``).
+
+    The first use of a tab may download its checkpoints: the bar then shows the file name, the bytes so
+    far and the size instead of a silent wait. ``user_errors`` applies this to every handler that takes
+    a ``gr.Progress``; without a tracker it does nothing.
+    """
+    if progress is None:
+        return contextlib.nullcontext()
+
+    def on_event(event: weights.DownloadProgress) -> None:
+        if event.stage != "failed":  # a failed source is followed by the next one, or by the error message
+            progress(event.fraction, desc=event.describe())
+
+    return weights.report_downloads(on_event)
 
 
 def show_notices(notices: Iterable[str]) -> None:
