@@ -35,6 +35,7 @@ import re
 import shutil
 import sys
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -495,15 +496,21 @@ def _write_lock(key: str, record: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def known_sha256(key: str) -> tuple[str | None, str]:
-    """The digest a file of ``key`` must have and where it comes from: ``registry``, ``lock`` or ``none``."""
+def known_sha256(key: str, path: Path | None = None) -> tuple[str | None, str]:
+    """The digest a file of ``key`` must have and where it comes from: ``registry``, ``lock`` or ``none``.
+
+    A lock entry describes the very file Face Lab downloaded; with ``path`` given, it applies only there
+    (a file the host put in the mirror is the host's choice).
+    """
     entry = get_entry(key)
     if entry.sha256:
         return entry.sha256, "registry"
     record = read_lock().get(key)
-    if record and record.get("filename") == entry.filename and record.get("sha256"):
-        return str(record["sha256"]), "lock"
-    return None, "none"
+    if not record or record.get("filename") != entry.filename or not record.get("sha256"):
+        return None, "none"
+    if path is not None and record.get("path") != str(path):
+        return None, "none"
+    return str(record["sha256"]), "lock"
 
 
 # --------------------------------------------------------------------------- progress seam
@@ -701,7 +708,24 @@ def fetch(
     sources = download_sources(entry)
     if not sources:
         return FetchResult(key, "host supplies", message=missing_message(entry))
-    reporter = _Reporter(entry, on_progress, progress)
+    with _key_lock(key):  # two requests for the same file: the second waits and finds it on disk
+        local = find_local(key)
+        if local is not None:
+            return FetchResult(key, "present", local, _where(local), local.stat().st_size)
+        return _download_first_good(entry, sources, _Reporter(entry, on_progress, progress))
+
+
+_KEY_LOCKS: dict[str, threading.Lock] = {}
+_KEY_LOCKS_GUARD = threading.Lock()
+
+
+def _key_lock(key: str) -> threading.Lock:
+    with _KEY_LOCKS_GUARD:
+        return _KEY_LOCKS.setdefault(key, threading.Lock())
+
+
+def _download_first_good(entry: Checkpoint, sources: list[Source], reporter: _Reporter) -> FetchResult:
+    key = entry.key
     attempts: list[str] = []
     started = time.monotonic()
     for index, source in enumerate(sources):
@@ -762,7 +786,7 @@ def _fetch_from(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
                 _check_digest(download, source.archive_sha256, "an archive")
             _extract_member(download, source.member, part)
             download.unlink(missing_ok=True)
-        _accept(entry, part, source, reporter)
+        _accept(entry, part, source, reporter, final=target)
     except BaseException:
         part.unlink(missing_ok=True)
         download.unlink(missing_ok=True)
@@ -771,8 +795,8 @@ def _fetch_from(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
     return target
 
 
-def _accept(entry: Checkpoint, path: Path, source: Source, reporter: _Reporter) -> None:
-    """Check a finished download before it takes its final name; record its digest when none was known."""
+def _accept(entry: Checkpoint, path: Path, source: Source, reporter: _Reporter, *, final: Path) -> None:
+    """Check a finished download before it takes its final name ``final``; record its digest when none was known."""
     reporter.emit("checking", path.stat().st_size)
     expected, origin = known_sha256(entry.key)
     if expected:
@@ -788,6 +812,7 @@ def _accept(entry: Checkpoint, path: Path, source: Source, reporter: _Reporter) 
         "size": path.stat().st_size,
         "source": source.location(),
         "origin": source.origin,
+        "path": str(final),
         "recorded": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     })
 
@@ -957,7 +982,7 @@ def _fetch_hub(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
     except Exception as exc:  # EntryNotFound, RepositoryNotFound, GatedRepo, HTTP and connection errors
         raise _SourceFailed(f"{type(exc).__name__}: {_first_line(exc)}") from None
     try:
-        _accept(entry, path, source, reporter)
+        _accept(entry, path, source, reporter, final=path)
     except _SourceFailed:
         _drop_hub_file(path)
         raise
@@ -1015,9 +1040,7 @@ def _verified_sha(path: Path) -> str:
 def check_file(key: str, path: Path) -> None:
     """Raise CheckpointError when ``path`` differs from the registry's or the lock file's sha256."""
     entry = get_entry(key)
-    expected, origin = known_sha256(key)
-    if origin == "lock" and cache_dir() not in path.parents:
-        return  # the lock describes Face Lab's own download; a mirror or hub file is the host's choice
+    expected, origin = known_sha256(key, path)
     if expected and _verified_sha(path) != expected:
         recorded = "the lock file recorded at its first download" if origin == "lock" else "the registry's"
         raise CheckpointError(
@@ -1118,9 +1141,7 @@ def verify() -> list[tuple[str, str]]:
         path = find_local(entry.key)
         if path is None:
             continue
-        expected, origin = known_sha256(entry.key)
-        if origin == "lock" and cache_dir() not in path.parents:
-            expected, origin = None, "none"
+        expected, origin = known_sha256(entry.key, path)
         if expected is None:
             results.append((entry.key, "unchecked (no sha256 known)"))
         elif _verified_sha(path) != expected:

@@ -347,6 +347,49 @@ def test_unknown_sha_is_checked_by_the_strict_loader_then_locked(isolated, serve
         weights.load_checkpoint("stylemask_1024")
 
 
+def test_hub_sources_come_first_and_a_bad_hub_file_is_dropped(isolated, server, mask_checkpoint, monkeypatch):
+    """$FACELAB_HUB_REPO, then the public repo, then the authors' link; a hub file failing the loader is removed."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("FACELAB_HUB_REPO", "my-org/weights")
+    calls = []
+    blob = isolated / "hf" / "blobs" / "abc"
+    snapshot = isolated / "hf" / "snapshots" / "main" / "mask_network_1024.pt"
+
+    class EntryNotFoundError(Exception):
+        pass
+
+    def fake_download(repo_id, filename, revision="main", tqdm_class=None):
+        calls.append((repo_id, filename))
+        if repo_id == "my-org/weights":
+            raise EntryNotFoundError(f"404 Client Error. Entry Not Found for url: .../{filename}")
+        bar = tqdm_class(total=8)
+        bar.update(8)
+        blob.parent.mkdir(parents=True)
+        blob.write_bytes(_torch_bytes({"g_ema": {}}))
+        snapshot.parent.mkdir(parents=True)
+        snapshot.symlink_to(blob)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    server.files["/mask.pt"] = mask_checkpoint
+    entry = REGISTRY["stylemask_1024"]
+    sources = (Source(hub_repo="public/mirror", hub_path="mask_network_1024.pt"), Source(url=server.url("/mask.pt")))
+    monkeypatch.setitem(REGISTRY, entry.key, _with_sources(entry, *sources))
+    result = weights.fetch(entry.key, progress=False)
+    assert calls == [("my-org/weights", "mask_network_1024.pt"), ("public/mirror", "mask_network_1024.pt")]
+    assert result.attempts[0] == (
+        "hf://my-org/weights/mask_network_1024.pt@main answered EntryNotFoundError: 404 Client Error. Entry Not "
+        "Found for url: .../mask_network_1024.pt; next: hf://public/mirror/mask_network_1024.pt@main"
+    )
+    assert result.attempts[1].startswith(
+        "hf://public/mirror/mask_network_1024.pt@main answered a file that is not StyleMask mask network"
+    )
+    assert not snapshot.exists() and not blob.exists()
+    assert result.source == server.url("/mask.pt") and result.path.read_bytes() == mask_checkpoint
+
+
 def test_google_drive_goes_through_gdown_with_the_registry_id(isolated, drive, mask_checkpoint, monkeypatch):
     """A real gdown call for the registry's file id, through Drive's large-file confirmation, with progress."""
     from demos.common import download_progress
