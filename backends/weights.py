@@ -919,7 +919,7 @@ def _download_url(url: str, part: Path, reporter: _Reporter) -> None:
             total = int(response.headers.get("Content-Length") or 0) or None
             reporter.emit("start", 0, total)
             done = 0
-            while block := response.read(1 << 20):
+            while block := response.read1(1 << 20):  # read1: whatever has arrived, so progress moves
                 out.write(block)
                 done += len(block)
                 reporter.emit("bytes", done, total)

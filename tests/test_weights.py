@@ -9,6 +9,7 @@ import io
 import json
 import tarfile
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -144,6 +145,7 @@ class LoopbackServer:
         self.files: dict[str, bytes] = {}
         self.truncated: dict[str, bytes] = {}
         self.html: dict[str, bytes] = {}
+        self.slow: dict[str, bytes] = {}  # sent in 20 pieces over about 4 s, for a visible progress bar
         self.drive_files: dict[str, bytes] = {}
         self.drive_mode = "direct"
         self.requests: list[str] = []
@@ -163,6 +165,18 @@ class LoopbackServer:
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body[: len(body) // 2])
+                    return None
+                if path in server.slow:
+                    body = server.slow[path]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    step = len(body) // 20 + 1
+                    for i in range(0, len(body), step):
+                        self.wfile.write(body[i: i + step])
+                        self.wfile.flush()
+                        time.sleep(0.2)
                     return None
                 if path in server.html:
                     return self._send(server.html[path], "text/html; charset=utf-8")
