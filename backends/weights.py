@@ -1129,7 +1129,8 @@ def preload_lines() -> list[str]:
                 by_repo.setdefault((source.hub_repo, source.revision), []).append(source.hub_path)
     lines = []
     for (repo, revision), paths in by_repo.items():
-        line = f"{repo} {','.join(dict.fromkeys(paths))}"
+        files = ",".join(dict.fromkeys(p for p in paths if p))
+        line = f"{repo} {files}" if files and all(paths) else repo  # an empty hub_path means the whole repo
         lines.append(line if revision == "main" else f"{line} {revision}")
     return lines
 
