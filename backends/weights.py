@@ -699,7 +699,7 @@ def fetch(
     entry = get_entry(key)
     local = find_local(key)
     if local is not None:
-        return FetchResult(key, "present", local, _where(local), local.stat().st_size)
+        return _present(key, local)
     if not download:
         return FetchResult(key, "missing", message=missing_message(entry))
     if offline():
@@ -711,8 +711,13 @@ def fetch(
     with _key_lock(key):  # two requests for the same file: the second waits and finds it on disk
         local = find_local(key)
         if local is not None:
-            return FetchResult(key, "present", local, _where(local), local.stat().st_size)
+            return _present(key, local)
         return _download_first_good(entry, sources, _Reporter(entry, on_progress, progress))
+
+
+def _present(key: str, path: Path) -> FetchResult:
+    digest, _ = known_sha256(key, path)  # the digest it must have; `verify` hashes the file
+    return FetchResult(key, "present", path, _where(path), path.stat().st_size, digest or "")
 
 
 _KEY_LOCKS: dict[str, threading.Lock] = {}
@@ -953,6 +958,8 @@ def _download_gdrive(file_id: str, part: Path, reporter: _Reporter) -> None:
     try:
         result = gdown.download(id=file_id, output=str(part), **options)
     except Exception as exc:  # gdown raises FileURLRetrievalError (quota, private), DownloadError, requests errors
+        for stray in part.parent.glob(f"{part.name}?*.part"):  # gdown's own partial file, kept for resuming
+            stray.unlink(missing_ok=True)
         raise _SourceFailed(f"{type(exc).__name__}: {_gdown_reason(exc)}") from None
     if result is None or not part.is_file():
         raise _SourceFailed("no file")
@@ -962,7 +969,8 @@ def _gdown_reason(exc: BaseException) -> str:
     """gdown wraps Drive's own words (e.g. the quota notice) in advice about browsers: keep Drive's words."""
     text = " ".join(str(exc).split())
     text = text.split(" You may still be able")[0].removeprefix("Failed to retrieve file url: ")
-    return text[:300] or type(exc).__name__
+    text = text.split(" The received bytes are kept")[0]  # Face Lab removes them: a retry starts afresh
+    return text[:300].rstrip(".") or type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:

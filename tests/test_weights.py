@@ -138,7 +138,8 @@ class LoopbackServer:
     """A test HTTP server on 127.0.0.1: plain files, a cut-off transfer, an HTML quota page, and a Drive imitation.
 
     ``drive_files`` maps a Drive file id to its bytes; ``drive_mode`` is ``direct`` (Drive answers with
-    the file), ``confirm`` (Drive's large-file page with its download form first) or ``quota``.
+    the file), ``confirm`` (Drive's large-file page with its download form first), ``quota`` or ``cut``
+    (the transfer stops half way).
     """
 
     def __init__(self):
@@ -199,6 +200,15 @@ class LoopbackServer:
                     page = "<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head>"
                     return self._send(f"{page}<body>\n{form}\n</body></html>\n".encode(), "text/html; charset=utf-8")
                 disposition = 'attachment; filename="checkpoint.pt"'
+                if server.drive_mode == "cut":
+                    body = server.drive_files[file_id]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Content-Disposition", disposition)
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    return None
                 return self._send(server.drive_files[file_id], disposition=disposition)
 
             def _send(self, body: bytes, content_type: str = "application/octet-stream", disposition: str = ""):
@@ -436,9 +446,23 @@ def test_google_drive_quota_page_is_reported_not_saved(isolated, drive, mask_che
         weights.weights_path("stylemask_1024", progress=False)
     assert (
         f"(1) gdrive://{file_id} answered FileURLRetrievalError: Too many users have viewed or downloaded this file "
-        "recently. Please try accessing the file again later.; no source left."
+        "recently. Please try accessing the file again later; no source left."
     ) in str(info.value)
     assert drive.requests == [f"/uc?id={file_id}"]
+    assert _leftovers(isolated / "cache") == []
+
+
+def test_google_drive_cut_transfer_leaves_nothing(isolated, drive, mask_checkpoint, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    file_id = REGISTRY["stylemask_1024"].sources[0].gdrive_id
+    drive.drive_files[file_id] = mask_checkpoint
+    drive.drive_mode = "cut"
+    result = weights.fetch("stylemask_1024", progress=False)
+    assert result.status == "failed"
+    assert result.attempts == [
+        f"gdrive://{file_id} answered DownloadError: Download is incomplete: received {len(mask_checkpoint) // 2} "
+        f"bytes but the server announced {len(mask_checkpoint)} bytes; no source left"
+    ]
     assert _leftovers(isolated / "cache") == []
 
 
