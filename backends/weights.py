@@ -96,7 +96,7 @@ class Source:
         if self.hub_repo:
             return f"hf://{self.hub_repo}/{self.hub_path}@{self.revision}"
         if self.gdrive_id:
-            where = f"gdrive://{self.gdrive_id}"
+            where = f"https://drive.google.com/uc?id={self.gdrive_id}"  # what gdown fetches, and a browser too
         elif self.url:
             where = self.url
         else:

@@ -26,6 +26,7 @@ from backends.weights import REGISTRY, Checkpoint, Source
 
 PAYLOAD = b"face lab test weights " * 100
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+DRIVE = "https://drive.google.com/uc?id="
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_missing_offline_names_file_tab_and_way(isolated):
         "`python -m backends.weights fetch --tab reenactment` for the whole tab), or put the file in "
         "$FACELAB_WEIGHTS_DIR. Sources, in order: hf://AIRI-Institute/HairFastGAN/"
         "pretrained_models/encoder4editing/e4e_ffhq_encode.pt@main (unverified); "
-        "gdrive://1cUv_reLE6k3604or78EranS7XzuVMWeO (unverified); gdrive://1DexTMA3QMRNwQ3Xhdojki8UAYuY3g0uu"
+        "https://drive.google.com/uc?id=1cUv_reLE6k3604or78EranS7XzuVMWeO (unverified); https://drive.google.com/uc?id=1DexTMA3QMRNwQ3Xhdojki8UAYuY3g0uu"
     )
     assert "--stand-in-weights" in message
     assert info.value.filename == "e4e_ffhq_encode.pt"
@@ -121,8 +122,8 @@ def test_sources_are_tried_in_the_documented_order(monkeypatch):
     assert order == [
         "hf://my-org/face-lab-weights/e4e_ffhq_encode.pt@main",
         "hf://AIRI-Institute/HairFastGAN/pretrained_models/encoder4editing/e4e_ffhq_encode.pt@main",
-        "gdrive://1cUv_reLE6k3604or78EranS7XzuVMWeO",
-        "gdrive://1DexTMA3QMRNwQ3Xhdojki8UAYuY3g0uu",
+        "https://drive.google.com/uc?id=1cUv_reLE6k3604or78EranS7XzuVMWeO",
+        "https://drive.google.com/uc?id=1DexTMA3QMRNwQ3Xhdojki8UAYuY3g0uu",
     ]
 
 
@@ -431,11 +432,11 @@ def test_google_drive_goes_through_gdown_with_the_registry_id(isolated, drive, m
     assert drive.requests[0] == f"/uc?id={file_id}"
     assert drive.requests[1].startswith(f"/download?id={file_id}&export=download&confirm=t")
     size = weights.human_size(len(mask_checkpoint))
-    assert bar[0] == (None, "Downloading mask_network_1024.pt from gdrive://1_V_MnFB8rh5qrQ3zJk00fKXb81uHjIU8")
+    assert bar[0] == (None, "Downloading mask_network_1024.pt from https://drive.google.com/uc?id=1_V_MnFB8rh5qrQ3zJk00fKXb81uHjIU8")
     assert (1.0, f"Downloading mask_network_1024.pt: {size} of {size}") in bar
     assert bar[-1] == (1.0, f"mask_network_1024.pt ready ({size})")
     lock = json.loads((isolated / "cache" / "weights.lock.json").read_text())["files"]["stylemask_1024"]
-    assert lock["source"] == f"gdrive://{file_id}" and lock["origin"].startswith("StelaBou/StyleMask README.md")
+    assert lock["source"] == f"{DRIVE}{file_id}" and lock["origin"].startswith("StelaBou/StyleMask README.md")
 
 
 def test_google_drive_quota_page_is_reported_not_saved(isolated, drive, mask_checkpoint, monkeypatch):
@@ -446,7 +447,7 @@ def test_google_drive_quota_page_is_reported_not_saved(isolated, drive, mask_che
     with pytest.raises(MissingWeightsError) as info:
         weights.weights_path("stylemask_1024", progress=False)
     assert (
-        f"(1) gdrive://{file_id} answered FileURLRetrievalError: Too many users have viewed or downloaded this file "
+        f"(1) {DRIVE}{file_id} answered FileURLRetrievalError: Too many users have viewed or downloaded this file "
         "recently. Please try accessing the file again later; no source left."
     ) in str(info.value)
     assert drive.requests == [f"/uc?id={file_id}"]
@@ -461,11 +462,9 @@ def test_google_drive_cut_transfer_leaves_nothing(isolated, drive, mask_checkpoi
     result = weights.fetch("stylemask_1024", progress=False)
     assert result.status == "failed"
     (attempt,) = result.attempts  # gdown counts what it wrote, in whole chunks of its own
-    assert re.fullmatch(
-        f"gdrive://{file_id} answered DownloadError: Download is incomplete: received \\d+ bytes but the server "
-        f"announced {len(mask_checkpoint)} bytes; no source left",
-        attempt,
-    )
+    head = re.escape(f"{DRIVE}{file_id} answered DownloadError: Download is incomplete: received ")
+    tail = re.escape(f" bytes but the server announced {len(mask_checkpoint)} bytes; no source left")
+    assert re.fullmatch(head + r"\d+" + tail, attempt)
     assert _leftovers(isolated / "cache") == []
 
 
