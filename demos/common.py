@@ -13,7 +13,6 @@ from typing import Any
 
 import gradio as gr
 
-from backends import weights
 from backends.errors import FaceLabError
 from backends.standin import standin_enabled
 
@@ -71,6 +70,8 @@ def download_progress(progress: Any) -> contextlib.AbstractContextManager:
     far and the size instead of a silent wait. ``user_errors`` applies this to every handler that takes
     a ``gr.Progress``; without a tracker it does nothing.
     """
+    from backends import weights  # here, not at the top: every tab imports this module
+
     if progress is None:
         return contextlib.nullcontext()
 
