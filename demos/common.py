@@ -43,8 +43,10 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any):
+        tracker = next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Progress)), None)
         try:
-            return fn(*args, **kwargs)
+            with download_progress(tracker):
+                return fn(*args, **kwargs)
         except gr.Error:
             raise
         except FaceLabError as exc:
@@ -88,6 +90,25 @@ def delete_private_files(demo: gr.Blocks) -> None:
         with contextlib.suppress(OSError):
             if folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
+
+
+def download_progress(progress: Any) -> contextlib.AbstractContextManager:
+    """Show weight downloads started inside the block on ``progress`` (a ``gr.Progress``).
+
+    The first use of a tab may download its checkpoints: the bar then shows the file name, the bytes so
+    far and the size instead of a silent wait. ``user_errors`` applies this to every handler that takes
+    a ``gr.Progress``; without a tracker it does nothing.
+    """
+    from backends import weights  # here, not at the top: every tab imports this module
+
+    if progress is None:
+        return contextlib.nullcontext()
+
+    def on_event(event: weights.DownloadProgress) -> None:
+        if event.stage != "failed":  # a failed source is followed by the next one, or by the error message
+            progress(event.fraction, desc=event.describe())
+
+    return weights.report_downloads(on_event)
 
 
 def show_notices(notices: Iterable[str]) -> None:

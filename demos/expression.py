@@ -53,7 +53,10 @@ def _outputs(result, *, video: bool):
 
 
 @user_errors
-def analyze_video(video: str | None, mode: str, dataset: str, annotate: bool = False):
+def analyze_video(
+    video: str | None, mode: str, dataset: str, annotate: bool = False,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects the tracker (weight downloads)
+):
     from backends import dfer_clip
 
     result = dfer_clip.analyze_video(video, mode=mode, dataset=dataset, annotate=bool(annotate))
@@ -61,7 +64,9 @@ def analyze_video(video: str | None, mode: str, dataset: str, annotate: bool = F
 
 
 @user_errors
-def analyze_photo(photo: str | None, mode: str):
+def analyze_photo(
+    photo: str | None, mode: str, progress: gr.Progress = gr.Progress()  # noqa: B008 - weight downloads
+):
     from backends import dfer_clip
 
     return _outputs(dfer_clip.analyze_photo(photo, mode=mode), video=False)

@@ -14,16 +14,24 @@ from .common import UploadImage, asset, show_notices, user_errors
 ABOUT = """
 ### Models and weights
 Every network Face Lab uses, where its weights come from, its licence and whether it is present on this
-machine. Files are looked for in `$FACELAB_WEIGHTS_DIR`, then in the Hugging Face cache, then downloaded.
-Files marked *host supplies* have no public mirror: the Space owner uploads them to their own Hugging Face
-repo and sets `FACELAB_HUB_REPO`. `python -m backends.weights list` prints the same table.
+machine. A file is looked for in `$FACELAB_WEIGHTS_DIR`, then in the Hugging Face cache and Face Lab's download
+cache, then downloaded: from `$FACELAB_HUB_REPO` when set, the public hub mirrors, and the authors' own links
+(Google Drive, Dropbox, GitHub releases). A tab downloads what it needs on first use, with a progress bar; the
+commands below fetch ahead of time. *Host supplies* marks a file with no public source (a licence that asks for
+registration): put it in `$FACELAB_WEIGHTS_DIR` or in your own Hugging Face repo named by `FACELAB_HUB_REPO`.
 """
 
 COLUMNS = ["key", "tabs", "status", "size", "licence", "source"]
+TAB_COLUMNS = ["tab", "needs", "missing", "command", "host supplies"]
 
 
 def registry_table() -> list[list[str]]:
     return [[row[c] for c in COLUMNS] for row in weights.table_rows()]
+
+
+def tabs_table() -> list[list[str]]:
+    """Per tab: which checkpoints are missing here and the exact command that fetches them."""
+    return [[row[c] for c in TAB_COLUMNS] for row in weights.tab_rows()]
 
 
 def runtime_info() -> dict:
@@ -50,9 +58,14 @@ def check_face(photo: str | None, engine: str, already_aligned: bool):
 def build() -> None:
     gr.Markdown(ABOUT)
     gr.JSON(runtime_info(), label="Runtime")
+    by_tab = gr.Dataframe(
+        tabs_table(), headers=TAB_COLUMNS, label="What each tab still needs on this machine", interactive=False,
+        wrap=True, elem_id="weights-by-tab",
+    )
     table = gr.Dataframe(registry_table(), headers=COLUMNS, label="Checkpoints", interactive=False, wrap=True)
     refresh = gr.Button("Refresh", size="sm")
     refresh.click(registry_table, None, table, api_name="models")
+    refresh.click(tabs_table, None, by_tab, api_name="models_by_tab")
     with gr.Accordion("Try the face pipeline", open=True):
         gr.Markdown("Upload a photo to see the detected face, its 5 landmarks and the FFHQ-aligned crop.")
         with gr.Row():

@@ -35,6 +35,7 @@ ENGINES = [
 def reenact_image(
     source: str | None, driving: str | None, engine: str, truncate: bool, paste_back: bool,
     already_aligned: bool = False,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects the tracker (weight downloads)
 ):
     from backends import reenactment
 

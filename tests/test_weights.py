@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
+import io
+import json
+import re
+import tarfile
 import threading
+import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -19,6 +26,7 @@ from backends.weights import REGISTRY, Checkpoint, Source
 
 PAYLOAD = b"face lab test weights " * 100
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+DRIVE = "https://drive.google.com/uc?id="
 
 
 @pytest.fixture
@@ -79,72 +87,447 @@ def test_missing_offline_names_file_tab_and_way(isolated):
     message = str(info.value)
     assert message.startswith(
         "Missing weights: e4e_ffhq_encode.pt (e4e encoder for FFHQ (Encoder4Editing, IR-SE50 backbone, 18 styles)), "
-        "needed by the reenactment tab. Downloads are off (HF_HUB_OFFLINE=1). "
-        "Run `python -m backends.weights fetch e4e_ffhq_encode`, or put the file in $FACELAB_WEIGHTS_DIR."
+        "needed by the reenactment tab. Downloads are off (HF_HUB_OFFLINE=1). No source was tried; unset "
+        "HF_HUB_OFFLINE to download. Run `python -m backends.weights fetch e4e_ffhq_encode` (or "
+        "`python -m backends.weights fetch --tab reenactment` for the whole tab), or put the file in "
+        "$FACELAB_WEIGHTS_DIR. Sources, in order: hf://AIRI-Institute/HairFastGAN/"
+        "pretrained_models/encoder4editing/e4e_ffhq_encode.pt@main (unverified); "
+        "https://drive.google.com/uc?id=1cUv_reLE6k3604or78EranS7XzuVMWeO (unverified); https://drive.google.com/uc?id=1DexTMA3QMRNwQ3Xhdojki8UAYuY3g0uu"
     )
     assert "--stand-in-weights" in message
     assert info.value.filename == "e4e_ffhq_encode.pt"
 
 
+def test_only_deca_is_left_to_the_host():
+    """Every checkpoint with a public file has a download source; DECA's licence asks for a registration."""
+    host = [k for k, e in REGISTRY.items() if not e.downloadable()]
+    assert host == ["deca_model"]
+    assert [k for k, e in REGISTRY.items() if e.host_supplied] == ["deca_model"]
+    for entry in REGISTRY.values():
+        for source in entry.sources:
+            if source.kind in {"gdrive", "url"}:
+                assert source.origin, f"{entry.key}: {source.location()} does not say where the link comes from"
+            if source.archive_sha256:
+                assert source.member and len(source.archive_sha256) == 64
+
+
 def test_host_supplied_message_points_to_hub_repo(isolated):
     with pytest.raises(MissingWeightsError, match=r"set \$FACELAB_HUB_REPO to that repo"):
-        weights.weights_path("stylemask_1024")
+        weights.weights_path("deca_model")
 
 
-class _Server:
-    """A loopback HTTP server serving one payload, optionally cut short."""
+def test_sources_are_tried_in_the_documented_order(monkeypatch):
+    monkeypatch.setenv("FACELAB_HUB_REPO", "my-org/face-lab-weights")
+    order = [s.location() for s in weights.download_sources(REGISTRY["e4e_ffhq_encode"])]
+    assert order == [
+        "hf://my-org/face-lab-weights/e4e_ffhq_encode.pt@main",
+        "hf://AIRI-Institute/HairFastGAN/pretrained_models/encoder4editing/e4e_ffhq_encode.pt@main",
+        "https://drive.google.com/uc?id=1cUv_reLE6k3604or78EranS7XzuVMWeO",
+        "https://drive.google.com/uc?id=1DexTMA3QMRNwQ3Xhdojki8UAYuY3g0uu",
+    ]
 
-    def __init__(self, payload: bytes):
-        payload_ref = payload
+
+# --- downloads from a loopback server ---------------------------------------------------
+
+QUOTA_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded</title></head><body>\n"
+    b'<p class="uc-error-subcaption">Too many users have viewed or downloaded this file recently. '
+    b"Please try accessing the file again later.</p>\n</body></html>\n"
+)
+
+
+class LoopbackServer:
+    """A test HTTP server on 127.0.0.1: plain files, a cut-off transfer, an HTML quota page, and a Drive imitation.
+
+    ``drive_files`` maps a Drive file id to its bytes; ``drive_mode`` is ``direct`` (Drive answers with
+    the file), ``confirm`` (Drive's large-file page with its download form first), ``quota`` or ``cut``
+    (the transfer stops half way).
+    """
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.truncated: dict[str, bytes] = {}
+        self.html: dict[str, bytes] = {}
+        self.slow: dict[str, bytes] = {}  # sent in 20 pieces over about 4 s, for a visible progress bar
+        self.drive_files: dict[str, bytes] = {}
+        self.drive_mode = "direct"
+        self.requests: list[str] = []
+        server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
+                server.requests.append(self.path)
+                path, _, query = self.path.partition("?")
+                params = dict(urllib.parse.parse_qsl(query))
+                if path in server.files:
+                    return self._send(server.files[path])
+                if path in server.truncated:
+                    body = server.truncated[path]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    return None
+                if path in server.slow:
+                    body = server.slow[path]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    step = len(body) // 20 + 1
+                    for i in range(0, len(body), step):
+                        self.wfile.write(body[i: i + step])
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                    return None
+                if path in server.html:
+                    return self._send(server.html[path], "text/html; charset=utf-8")
+                if path in {"/uc", "/download"} and params.get("id") in server.drive_files:
+                    return self._drive(path, params)
+                self.send_error(404, "Not Found")
+                return None
+
+            def _drive(self, path: str, params: dict[str, str]) -> None:
+                file_id = params["id"]
+                if server.drive_mode == "quota":
+                    return self._send(QUOTA_PAGE, "text/html; charset=utf-8")
+                if server.drive_mode == "confirm" and path == "/uc":
+                    form = (
+                        '<form id="download-form" action="https://drive.usercontent.google.com/download" '
+                        f'method="get"><input type="hidden" name="id" value="{file_id}">'
+                        '<input type="hidden" name="export" value="download">'
+                        '<input type="hidden" name="confirm" value="t"></form>'
+                    )
+                    page = "<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head>"
+                    return self._send(f"{page}<body>\n{form}\n</body></html>\n".encode(), "text/html; charset=utf-8")
+                disposition = 'attachment; filename="checkpoint.pt"'
+                if server.drive_mode == "cut":
+                    body = server.drive_files[file_id]
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Content-Disposition", disposition)
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    return None
+                return self._send(server.drive_files[file_id], disposition=disposition)
+
+            def _send(self, body: bytes, content_type: str = "application/octet-stream", disposition: str = ""):
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(payload_ref)))
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                if disposition:
+                    self.send_header("Content-Disposition", disposition)
                 self.end_headers()
-                self.wfile.write(payload_ref)
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/weights.bin"
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
 
-def _with_url(entry: Checkpoint, url: str) -> Checkpoint:
-    return Checkpoint(**{**entry.__dict__, "sources": (Source(url=url),)})
+@pytest.fixture
+def server():
+    srv = LoopbackServer()
+    srv.thread.start()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
 
 
-def test_url_download_verifies_and_caches(isolated, test_entry, monkeypatch):
+@pytest.fixture
+def drive(server, monkeypatch):
+    """Send gdown's real requests for Google Drive to the loopback server; anything else non-local fails."""
+    import requests.adapters
+
+    original = requests.adapters.HTTPAdapter.send
+
+    def send(self, request, **kwargs):
+        parts = urllib.parse.urlsplit(request.url)
+        if parts.hostname in {"drive.google.com", "drive.usercontent.google.com"}:
+            request.url = server.url(f"{parts.path}?{parts.query}")
+        elif parts.hostname != "127.0.0.1":
+            raise AssertionError(f"a test tried to reach {request.url}")
+        return original(self, request, **kwargs)
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    return server
+
+
+@pytest.fixture(scope="module")
+def mask_checkpoint() -> bytes:
+    """StyleMask's mask_network_1024.pt in the official structure (stand-in values), as a file's bytes."""
+    from backends.networks.stylemask import standin_checkpoint_mask_network
+
+    buffer = io.BytesIO()
+    torch.save(standin_checkpoint_mask_network(), buffer)
+    return buffer.getvalue()
+
+
+def _with_sources(entry: Checkpoint, *sources: Source) -> Checkpoint:
+    return dataclasses.replace(entry, sources=sources)
+
+
+def _torch_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.glob("*")) if cache.exists() else []
+
+
+def test_url_download_verifies_and_caches(isolated, test_entry, server, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    with _Server(PAYLOAD) as url:
-        monkeypatch.setitem(REGISTRY, test_entry.key, _with_url(test_entry, url))
-        path = weights.weights_path(test_entry.key, progress=False)
+    server.files["/weights.bin"] = PAYLOAD
+    monkeypatch.setitem(REGISTRY, test_entry.key, _with_sources(test_entry, Source(url=server.url("/weights.bin"))))
+    path = weights.weights_path(test_entry.key, progress=False)
     assert path == isolated / "cache" / test_entry.filename
     assert path.read_bytes() == PAYLOAD
-    assert not path.with_name(path.name + ".part").exists()
+    assert _leftovers(path.parent) == [test_entry.filename]  # no .part, and no lock entry: the sha256 was known
     # Now cached: found without the network.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert weights.weights_path(test_entry.key) == path
+    assert ("unit_test_ckpt", "ok (sha256 from the registry)") in weights.verify()
 
 
-def test_corrupt_download_is_never_used(isolated, test_entry, monkeypatch):
+def test_bad_answers_are_refused_and_the_next_source_is_tried(isolated, test_entry, server, monkeypatch):
+    """Quota page, cut-off transfer, wrong sha256: each is refused with what it was; the fourth source wins."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    with _Server(PAYLOAD[:-10] + b"tampered!!") as url:
-        monkeypatch.setitem(REGISTRY, test_entry.key, _with_url(test_entry, url))
-        with pytest.raises(MissingWeightsError, match=r"Every download failed \(http://127\.0\.0\.1:\d+/weights\.bin"):
-            weights.weights_path(test_entry.key, progress=False)
+    server.html["/quota"] = QUOTA_PAGE
+    server.truncated["/cut"] = PAYLOAD
+    server.files["/other"] = PAYLOAD[:-10] + b"tampered!!"
+    server.files["/good"] = PAYLOAD
+    urls = [server.url(p) for p in ("/quota", "/cut", "/other", "/good")]
+    monkeypatch.setitem(REGISTRY, test_entry.key, _with_sources(test_entry, *(Source(url=u) for u in urls)))
+    result = weights.fetch(test_entry.key, progress=False)
+    assert result.status == "downloaded" and result.source == urls[3]
+    assert result.path.read_bytes() == PAYLOAD and result.sha256 == PAYLOAD_SHA
+    other_sha = hashlib.sha256(PAYLOAD[:-10] + b"tampered!!").hexdigest()
+    assert result.attempts[0] == (
+        f"{urls[0]} answered an HTML page titled 'Google Drive - Quota exceeded' instead of the file; next: {urls[1]}"
+    )
+    assert result.attempts[1] == f"{urls[1]} answered a truncated file (1100 of 2200 bytes); next: {urls[2]}"
+    assert result.attempts[2] == (
+        f"{urls[2]} answered a file whose sha256 is not the registry's (sha256 {other_sha[:12]}..., "
+        f"expected {PAYLOAD_SHA[:12]}...); next: {urls[3]}"
+    )
+    assert _leftovers(isolated / "cache") == [test_entry.filename]
+
+
+def test_every_source_failing_lists_them_and_leaves_nothing(isolated, test_entry, server, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    server.html["/quota"] = QUOTA_PAGE
+    server.truncated["/cut"] = PAYLOAD
+    urls = [server.url("/quota"), server.url("/cut"), server.url("/missing")]
+    monkeypatch.setitem(REGISTRY, test_entry.key, _with_sources(test_entry, *(Source(url=u) for u in urls)))
+    with pytest.raises(MissingWeightsError) as info:
+        weights.weights_path(test_entry.key, progress=False)
+    message = str(info.value)
+    assert (
+        f"Every source failed, in the order tried: (1) {urls[0]} answered an HTML page titled 'Google Drive - "
+        f"Quota exceeded' instead of the file; next: {urls[1]}. (2) {urls[1]} answered a truncated file "
+        f"(1100 of 2200 bytes); next: {urls[2]}."
+    ) in message
+    assert f"(3) {urls[2]} answered HTTP 404 Not Found; no source left." in message
+    assert "Run `python -m backends.weights fetch unit_test_ckpt` (or `python -m backends.weights fetch --tab " \
+           "expression` for the whole tab)" in message
+    assert _leftovers(isolated / "cache") == []
+
+
+def test_unknown_sha_is_checked_by_the_strict_loader_then_locked(isolated, server, mask_checkpoint, monkeypatch):
+    """No published sha256: a wrong structure and a cut file are refused, the real one is locked and verified."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    server.files["/not_mask.pt"] = _torch_bytes({"state_dict": {"w": torch.ones(3)}})
+    server.files["/cut.pt"] = mask_checkpoint[: len(mask_checkpoint) // 2]  # complete transfer of a cut file
+    server.files["/mask.pt"] = mask_checkpoint
+    urls = [server.url(p) for p in ("/not_mask.pt", "/cut.pt", "/mask.pt")]
+    entry = REGISTRY["stylemask_1024"]
+    monkeypatch.setitem(REGISTRY, entry.key, _with_sources(entry, *(Source(url=u, origin="test") for u in urls)))
+    result = weights.fetch(entry.key, progress=False)
+    assert result.status == "downloaded" and result.source == urls[2]
+    assert result.attempts[0].startswith(
+        f"{urls[0]} answered a file that is not StyleMask mask network for StyleGAN2 FFHQ 1024 (The StyleMask mask "
+        "network checkpoint has no 'num_layers_control' or 'mask_net' entry"
+    )
+    assert "is truncated or corrupt" in result.attempts[1] and result.attempts[1].endswith(f"; next: {urls[2]}")
     cache = isolated / "cache"
-    assert not (cache / test_entry.filename).exists()
-    assert not (cache / (test_entry.filename + ".part")).exists()
+    assert _leftovers(cache) == ["mask_network_1024.pt", "weights.lock.json"]
+    lock = json.loads((cache / "weights.lock.json").read_text())["files"]["stylemask_1024"]
+    assert lock["sha256"] == hashlib.sha256(mask_checkpoint).hexdigest() == result.sha256
+    assert lock["source"] == urls[2] and lock["size"] == len(mask_checkpoint)
+    verdict = dict(weights.verify())["stylemask_1024"]
+    assert verdict == f"ok (sha256 from the lock file, recorded {lock['recorded']})"
+    assert weights.load_checkpoint("stylemask_1024").obj["num_layers_control"] == 12
+    # A later change to the cached file is caught by the lock.
+    (cache / "mask_network_1024.pt").write_bytes(mask_checkpoint[:-4] + b"oops")
+    assert dict(weights.verify())["stylemask_1024"] == "CORRUPT (differs from the lock's sha256)"
+    with pytest.raises(CheckpointError, match="the lock file recorded at its first download"):
+        weights.load_checkpoint("stylemask_1024")
+
+
+def test_hub_sources_come_first_and_a_bad_hub_file_is_dropped(isolated, server, mask_checkpoint, monkeypatch):
+    """$FACELAB_HUB_REPO, then the public repo, then the authors' link; a hub file failing the loader is removed."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("FACELAB_HUB_REPO", "my-org/weights")
+    calls = []
+    blob = isolated / "hf" / "blobs" / "abc"
+    snapshot = isolated / "hf" / "snapshots" / "main" / "mask_network_1024.pt"
+
+    class EntryNotFoundError(Exception):
+        pass
+
+    def fake_download(repo_id, filename, revision="main", tqdm_class=None):
+        calls.append((repo_id, filename))
+        if repo_id == "my-org/weights":
+            raise EntryNotFoundError(f"404 Client Error. Entry Not Found for url: .../{filename}")
+        bar = tqdm_class(total=8)
+        bar.update(8)
+        blob.parent.mkdir(parents=True)
+        blob.write_bytes(_torch_bytes({"g_ema": {}}))
+        snapshot.parent.mkdir(parents=True)
+        snapshot.symlink_to(blob)
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    server.files["/mask.pt"] = mask_checkpoint
+    entry = REGISTRY["stylemask_1024"]
+    sources = (Source(hub_repo="public/mirror", hub_path="mask_network_1024.pt"), Source(url=server.url("/mask.pt")))
+    monkeypatch.setitem(REGISTRY, entry.key, _with_sources(entry, *sources))
+    result = weights.fetch(entry.key, progress=False)
+    assert calls == [("my-org/weights", "mask_network_1024.pt"), ("public/mirror", "mask_network_1024.pt")]
+    assert result.attempts[0] == (
+        "hf://my-org/weights/mask_network_1024.pt@main answered EntryNotFoundError: 404 Client Error. Entry Not "
+        "Found for url: .../mask_network_1024.pt; next: hf://public/mirror/mask_network_1024.pt@main"
+    )
+    assert result.attempts[1].startswith(
+        "hf://public/mirror/mask_network_1024.pt@main answered a file that is not StyleMask mask network"
+    )
+    assert not snapshot.exists() and not blob.exists()
+    assert result.source == server.url("/mask.pt") and result.path.read_bytes() == mask_checkpoint
+
+
+def test_google_drive_goes_through_gdown_with_the_registry_id(isolated, drive, mask_checkpoint, monkeypatch):
+    """A real gdown call for the registry's file id, through Drive's large-file confirmation, with progress."""
+    from demos.common import download_progress
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    file_id = REGISTRY["stylemask_1024"].sources[0].gdrive_id
+    assert file_id == "1_V_MnFB8rh5qrQ3zJk00fKXb81uHjIU8"  # StelaBou/StyleMask README, stylemask-model
+    drive.drive_files[file_id] = mask_checkpoint
+    drive.drive_mode = "confirm"
+    bar: list[tuple[float | None, str]] = []
+    with download_progress(lambda fraction, desc: bar.append((fraction, desc))):
+        path = weights.weights_path("stylemask_1024", progress=False)
+    assert path.read_bytes() == mask_checkpoint
+    assert drive.requests[0] == f"/uc?id={file_id}"
+    assert drive.requests[1].startswith(f"/download?id={file_id}&export=download&confirm=t")
+    size = weights.human_size(len(mask_checkpoint))
+    assert bar[0] == (None, "Downloading mask_network_1024.pt from https://drive.google.com/uc?id=1_V_MnFB8rh5qrQ3zJk00fKXb81uHjIU8")
+    assert (1.0, f"Downloading mask_network_1024.pt: {size} of {size}") in bar
+    assert bar[-1] == (1.0, f"mask_network_1024.pt ready ({size})")
+    lock = json.loads((isolated / "cache" / "weights.lock.json").read_text())["files"]["stylemask_1024"]
+    assert lock["source"] == f"{DRIVE}{file_id}" and lock["origin"].startswith("StelaBou/StyleMask README.md")
+
+
+def test_google_drive_quota_page_is_reported_not_saved(isolated, drive, mask_checkpoint, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    file_id = REGISTRY["stylemask_1024"].sources[0].gdrive_id
+    drive.drive_files[file_id] = mask_checkpoint
+    drive.drive_mode = "quota"
+    with pytest.raises(MissingWeightsError) as info:
+        weights.weights_path("stylemask_1024", progress=False)
+    assert (
+        f"(1) {DRIVE}{file_id} answered FileURLRetrievalError: Too many users have viewed or downloaded this file "
+        "recently. Please try accessing the file again later; no source left."
+    ) in str(info.value)
+    assert drive.requests == [f"/uc?id={file_id}"]
+    assert _leftovers(isolated / "cache") == []
+
+
+def test_google_drive_cut_transfer_leaves_nothing(isolated, drive, mask_checkpoint, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    file_id = REGISTRY["stylemask_1024"].sources[0].gdrive_id
+    drive.drive_files[file_id] = mask_checkpoint
+    drive.drive_mode = "cut"
+    result = weights.fetch("stylemask_1024", progress=False)
+    assert result.status == "failed"
+    (attempt,) = result.attempts  # gdown counts what it wrote, in whole chunks of its own
+    head = re.escape(f"{DRIVE}{file_id} answered DownloadError: Download is incomplete: received ")
+    tail = re.escape(f" bytes but the server announced {len(mask_checkpoint)} bytes; no source left")
+    assert re.fullmatch(head + r"\d+" + tail, attempt)
+    assert _leftovers(isolated / "cache") == []
+
+
+def test_offline_attempts_nothing(isolated, drive, mask_checkpoint, monkeypatch):
+    import gdown
+
+    monkeypatch.setattr(gdown, "download", lambda *a, **k: pytest.fail("gdown was called while offline"))
+    drive.drive_files[REGISTRY["stylemask_1024"].sources[0].gdrive_id] = mask_checkpoint
+    result = weights.fetch("stylemask_1024")
+    assert result.status == "offline" and result.path is None
+    assert "Downloads are off (HF_HUB_OFFLINE=1). No source was tried; unset HF_HUB_OFFLINE to download." in (
+        result.message
+    )
+    assert drive.requests == []
+
+
+def test_archive_member_with_its_published_sha(isolated, server, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    inner = _torch_bytes({"state_dict": {"visual.proj": torch.ones(2)}})
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tf:
+        for name, data in (("farl/readme.txt", b"hello"), ("farl/FaRL-Base-Patch16-LAIONFace20M-ep64.pth", inner)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    server.files["/farl.tar"] = archive.getvalue()
+    good = Source(url=server.url("/farl.tar"), member="farl/FaRL-Base-Patch16-LAIONFace20M-ep64.pth",
+                  archive_sha256=hashlib.sha256(archive.getvalue()).hexdigest(), origin="test")
+    wrong = dataclasses.replace(good, archive_sha256="0" * 64)
+    monkeypatch.setitem(REGISTRY, "farl_ep64", _with_sources(REGISTRY["farl_ep64"], wrong, good))
+    result = weights.fetch("farl_ep64", progress=False)
+    assert result.attempts == [
+        f"{wrong.location()} answered an archive (sha256 {good.archive_sha256[:12]}..., expected 000000000000...); "
+        f"next: {good.location()}"
+    ]
+    assert result.path.read_bytes() == inner
+    assert _leftovers(isolated / "cache") == ["FaRL-Base-Patch16-LAIONFace20M-ep64.pth", "weights.lock.json"]
+
+
+def test_cli_fetch_tab_prints_a_summary(isolated, test_entry, server, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    server.files["/w.bin"] = PAYLOAD
+    entry = _with_sources(test_entry, Source(url=server.url("/w.bin")))
+    monkeypatch.setattr(weights, "REGISTRY", {entry.key: entry})
+    assert weights.tab_rows()[4] == {
+        "tab": "expression", "needs": "1", "missing": "unit_test_ckpt",
+        "command": "python -m backends.weights fetch --tab expression", "host supplies": "",
+    }
+    assert weights.main(["fetch", "--tab", "expression"]) == 0
+    out, err = capsys.readouterr()
+    header, _, row = out.strip().splitlines()
+    assert header.split() == ["key", "status", "source", "used", "size", "sha256", "seconds"]
+    expected = ["unit_test_ckpt", "downloaded", server.url("/w.bin"), "2.1", "KB", PAYLOAD_SHA[:16] + "..."]
+    assert row.split()[:6] == expected
+    assert f"Downloading unit_test.bin of 2.1 KB from {server.url('/w.bin')}" in err
+    assert weights.tab_rows()[4]["missing"] == "nothing"
+
+
+def test_cli_fetch_offline_fails_cleanly(capsys, isolated):
+    assert weights.main(["fetch", "ir_se50"]) == 1
+    out, err = capsys.readouterr()
+    assert "ir_se50  offline" in out
+    assert "Downloads are off (HF_HUB_OFFLINE=1): no source was tried." in err
 
 
 def test_corrupt_local_file_is_refused_on_load(isolated, monkeypatch):
@@ -154,21 +537,31 @@ def test_corrupt_local_file_is_refused_on_load(isolated, monkeypatch):
     monkeypatch.setenv("FACELAB_WEIGHTS_DIR", str(mirror))
     with pytest.raises(CheckpointError, match="does not match the sha256 of face_detection_yunet_2026may.onnx"):
         weights.load_checkpoint("yunet")
-    assert ("yunet", "CORRUPT") in weights.verify()
+    assert ("yunet", "CORRUPT (differs from the registry's sha256)") in weights.verify()
 
 
 def test_real_shared_weights_verify(shared_weights, monkeypatch):
     monkeypatch.setenv("FACELAB_WEIGHTS_DIR", str(shared_weights))
     verdicts = dict(weights.verify())
-    assert verdicts["yunet"] == "ok"
-    assert verdicts["fer_mini_xception"] == "ok"
+    assert verdicts["yunet"] == "ok (sha256 from the registry)"
+    assert verdicts["fer_mini_xception"] == "ok (sha256 from the registry)"
 
 
-def test_hub_repo_override_is_tried_first(monkeypatch):
-    monkeypatch.setenv("FACELAB_HUB_REPO", "my-org/face-lab-weights")
-    sources = weights._hub_sources(REGISTRY["stylemask_1024"])
-    assert sources[0].hub_repo == "my-org/face-lab-weights"
-    assert sources[0].hub_path == "mask_network_1024.pt"
+def test_mini_xception_check_reads_the_real_file(shared_weights):
+    weights.check_structure(REGISTRY["fer_mini_xception"], shared_weights / "fer2013_mini_xception.hdf5")
+
+
+def test_readme_preloads_every_hub_file():
+    """Spaces caches these at build time: the README front matter must list every public hub file."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    front = readme.split("---\n")[1]
+    block = front.split("preload_from_hub:\n")[1]
+    listed = []
+    for line in block.splitlines():
+        if not line.startswith("  - "):
+            break
+        listed.append(line.removeprefix("  - "))
+    assert listed == weights.preload_lines(), "run `python -m backends.weights preload` and paste its lines"
 
 
 def test_cli_list_shows_every_key(capsys, isolated):
@@ -176,11 +569,6 @@ def test_cli_list_shows_every_key(capsys, isolated):
     out = capsys.readouterr().out
     for key in REGISTRY:
         assert key in out
-
-
-def test_cli_fetch_offline_fails_cleanly(capsys, isolated):
-    assert weights.main(["fetch", "ir_se50"]) == 1
-    assert "Missing weights: model_ir_se50.pth" in capsys.readouterr().err
 
 
 # --- safe loading ---------------------------------------------------------------------
