@@ -329,3 +329,13 @@ __all__ = [
     "traverse",
     "walk",
 ]
+
+
+def standin_checkpoint_attributes() -> dict[str, torch.Tensor]:
+    """Stand-in ``latent_support_sets.pt`` of the attributes corpus: 9 paths × 64 dipoles, official layout."""
+    return standin_state(9, base_seed=0)
+
+
+def standin_checkpoint_expressions() -> dict[str, torch.Tensor]:
+    """Stand-in ``latent_support_sets.pt`` of the expressions corpus: 21 paths × 64 dipoles, official layout."""
+    return standin_state(21, base_seed=1)
