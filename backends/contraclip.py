@@ -130,19 +130,38 @@ CORPORA: dict[str, tuple[str, str, tuple[PathPreset, ...]]] = {
 }
 
 
+TRAINED_PREFIX = "trained:"
+
+
+def trained_folders() -> dict[str, Path]:
+    """Experiments written by ``train`` (official layout) under the trained-paths folder, by name."""
+    from .contraclip_train import trained_root
+
+    root = trained_root()
+    if not root.is_dir():
+        return {}
+    needed = ("latent_support_sets.pt", "semantic_dipoles.json")
+    return {d.name: d for d in sorted(root.iterdir()) if all((d / "models" / f).is_file() for f in needed)}
+
+
 def corpus_names() -> list[str]:
-    return list(CORPORA)
+    """The built-in corpora, then every trained experiment as ``trained:<name>``."""
+    return list(CORPORA) + [TRAINED_PREFIX + name for name in trained_folders()]
 
 
 def presets(corpus: str) -> tuple[PathPreset, ...]:
-    """The built-in paths of a corpus (labels and sentences)."""
-    return CORPORA[_check_corpus(corpus)][2]
+    """The paths of a corpus (labels and sentences); for a trained one, read from its folder."""
+    if _check_corpus(corpus).startswith(TRAINED_PREFIX):
+        return get_paths(corpus).paths
+    return CORPORA[corpus][2]
 
 
 def _check_corpus(corpus: str) -> str:
-    if corpus not in CORPORA:
-        raise InputError(f"Unknown corpus '{corpus}'; choose one of: {', '.join(CORPORA)}.")
-    return corpus
+    if corpus in CORPORA:
+        return corpus
+    if corpus.startswith(TRAINED_PREFIX) and corpus[len(TRAINED_PREFIX):] in trained_folders():
+        return corpus
+    raise InputError(f"Unknown corpus '{corpus}'; choose one of: {', '.join(corpus_names())}.")
 
 
 # --------------------------------------------------------------------------- models
@@ -181,7 +200,7 @@ def _dipoles_file(path: Path | None, companion: str) -> Path | None:
 
 def _paths_for(corpus: str, num_paths: int, dipoles: list[tuple[str, str]] | None) -> tuple[PathPreset, ...]:
     """Labels and sentences: the checkpoint's own sentences win; our labels name them when they match."""
-    builtin = presets(corpus)
+    builtin = CORPORA[corpus][2] if corpus in CORPORA else ()
     if dipoles is None:
         if num_paths != len(builtin):
             raise CheckpointError(
@@ -199,8 +218,17 @@ def _paths_for(corpus: str, num_paths: int, dipoles: list[tuple[str, str]] | Non
                  for a, b in dipoles)
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_paths(corpus: str, standin: bool, device: str) -> PathModel:
+def _trained_paths(corpus: str, device: str) -> PathModel:
+    folder = trained_folders()[corpus[len(TRAINED_PREFIX):]] / "models"
+    lss = load_support_sets(folder / "latent_support_sets.pt", device=device)
+    dipoles = parse_dipoles(json.loads((folder / "semantic_dipoles.json").read_text()))
+    return PathModel(corpus, lss, _paths_for(corpus, lss.num_paths, dipoles), False)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_paths(corpus: str, standin: bool, device: str, stamp: float = 0.0) -> PathModel:
+    if corpus.startswith(TRAINED_PREFIX):
+        return _trained_paths(corpus, device)
     _, key, _ = CORPORA[corpus]
     entry = get_entry(key)
     loaded = load_checkpoint(key)
@@ -217,7 +245,11 @@ def _cached_paths(corpus: str, standin: bool, device: str) -> PathModel:
 
 def get_paths(corpus: str) -> PathModel:
     """The support sets of a corpus, loaded on first use and kept."""
-    return _cached_paths(_check_corpus(corpus), standin_enabled(), "cpu")
+    corpus = _check_corpus(corpus)
+    stamp = 0.0
+    if corpus.startswith(TRAINED_PREFIX):  # a retrained folder reloads
+        stamp = (trained_folders()[corpus[len(TRAINED_PREFIX):]] / "models" / "latent_support_sets.pt").stat().st_mtime
+    return _cached_paths(corpus, standin_enabled(), "cpu", stamp)
 
 
 @functools.lru_cache(maxsize=1)
@@ -519,7 +551,7 @@ def strip(photo: ImageSource | None = None, *, seed: int | None = None, corpus: 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("photo", nargs="?", help="face photo (omit and give --seed to sample a face)")
     p.add_argument("--seed", type=int, default=None, help="sample a face from this seed (psi 0.7) instead of a photo")
-    p.add_argument("--corpus", default="attributes", choices=list(CORPORA))
+    p.add_argument("--corpus", default="attributes", help="attributes, expressions or trained:<name>")
     p.add_argument("--path", required=True, help="path label, its first sentence, or its number")
     p.add_argument("--eps", type=float, default=DEFAULT_EPS, help="step size along the path")
     p.add_argument("--render", default="stored", choices=RENDER_MODES,

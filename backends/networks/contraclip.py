@@ -160,10 +160,10 @@ def moved_part(wplus: torch.Tensor, layers: int = MOVED_LAYERS) -> torch.Tensor:
     return wplus[:, :layers].reshape(wplus.shape[0], -1)
 
 
-def pad_shift(shift: torch.Tensor, num_rows: int = NUM_WPLUS) -> torch.Tensor:
+def pad_shift(shift: torch.Tensor, num_rows: int = NUM_WPLUS, latent_dim: int = LATENT_DIM) -> torch.Tensor:
     """A (B, layers·512) shift as a W+ shift (B, 18, 512), zero on the rows that do not move."""
-    rows = shift.reshape(shift.shape[0], -1, LATENT_DIM)
-    pad = torch.zeros(shift.shape[0], num_rows - rows.shape[1], LATENT_DIM, dtype=shift.dtype, device=shift.device)
+    rows = shift.reshape(shift.shape[0], -1, latent_dim)
+    pad = torch.zeros(shift.shape[0], num_rows - rows.shape[1], latent_dim, dtype=shift.dtype, device=shift.device)
     return torch.cat([rows, pad], dim=1)
 
 
@@ -198,7 +198,7 @@ def walk(lss: SupportSets, wplus: torch.Tensor, path: int, eps: float, steps: in
     current = wplus
     for _ in range(steps):
         shift = eps * lss.direction(moved_part(current, layers), path)
-        padded = pad_shift(shift, current.shape[1])
+        padded = pad_shift(shift, current.shape[1], current.shape[2])
         current = current + padded  # rows >= layers add exact zeros: bit-identical
         codes.append(current)
         shifts.append(padded)
