@@ -68,6 +68,8 @@ RENDER_NOTES = {
     "official": "Rendering as the official script does: each frame adds its step's shift a second time.",
 }
 
+STANDIN_NOTICE = "Stand-in weights are in use: the images are not results of ContraCLIP."
+
 ProgressFn = Callable[[float, str], None]
 
 
@@ -430,7 +432,7 @@ class EditResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "corpus": self.corpus, "path": self.preset.label, "path_index": self.path_index,
+            "corpus": self.corpus, "path_label": self.preset.label, "path_index": self.path_index,
             "sentence_a": self.preset.positive, "sentence_b": self.preset.negative,
             "steps": self.steps, "step_size": self.eps, "strength": round(self.strength, 6),
             "start": self.start.kind, "seed": self.start.seed, "render_mode": self.render_mode,
@@ -470,8 +472,10 @@ def edit(photo: ImageSource | None = None, *, seed: int | None = None, corpus: s
     if paste_back and start.inversion is None:
         notices.append("Paste-back needs a photo; a sampled face is shown as it is.")
     pasted = _paste(start, image) if paste_back else None
-    return EditResult(image, pasted, start, model.paths[k], corpus, k, steps, eps, render_mode,
-                      model.standin or inversion.get_models().standin, notices)
+    standin = model.standin or inversion.get_models().standin
+    if standin:
+        notices.append(STANDIN_NOTICE)
+    return EditResult(image, pasted, start, model.paths[k], corpus, k, steps, eps, render_mode, standin, notices)
 
 
 @dataclass
@@ -539,8 +543,10 @@ def strip(photo: ImageSource | None = None, *, seed: int | None = None, corpus: 
     loop[0].save(gif, save_all=True, append_images=loop[1:], duration=200, loop=0)
     mp4 = write_video([np.asarray(im) for im in loop], folder / "latent_path.mp4", fps=5)
     notices = list(start.notices) + list(model.notes)
-    meta = EditResult(images[-1], None, start, preset, corpus, k, signed[-1], eps, render_mode,
-                      model.standin or inversion.get_models().standin, notices)
+    standin = model.standin or inversion.get_models().standin
+    if standin:
+        notices.append(STANDIN_NOTICE)
+    meta = EditResult(images[-1], None, start, preset, corpus, k, signed[-1], eps, render_mode, standin, notices)
     report(1.0, "done")
     return StripResult(images, strengths, strip_image, gif, mp4, margin_plot(strengths, margins, preset), margins,
                        walk.phi, meta)

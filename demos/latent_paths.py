@@ -9,7 +9,7 @@ import gradio as gr
 from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
 
 ABOUT = """
-### Latent paths · ContraCLIP
+### Latent-path editing · ContraCLIP
 Each path is learned from a **semantic dipole**, two contrasting sentences such as *"a picture of an old
 person."* and *"a picture of a young person."*. In StyleGAN2's W+ space (the first 12 of its 18 layers) a set
 of radial basis functions defines a direction at every point, so a walk along a path **curves**: the

@@ -114,7 +114,7 @@ def test_edit_results(standin_runs):
     assert first.image.size == (1024, 1024) and first.standin
     assert first.steps == 2 and second.steps == -2 and abs(first.strength - 0.3) < 1e-9
     info = second.to_dict()
-    assert info["path"] == "Older ↔ younger" and info["sentence_a"] == "a picture of an old person."
+    assert info["path_label"] == "Older ↔ younger" and info["sentence_a"] == "a picture of an old person."
     assert info["start"] == "photo" and info["paste_back"] and info["standin"] is True
     assert second.pasted is not None and second.pasted.size == second.start.inversion.photo.size
     assert info["render_mode"] == "stored" and info["render_note"].startswith("Rendering the stored codes")
@@ -146,6 +146,8 @@ def test_bad_requests_are_clear(standin_runs):
         cc.edit(None, seed=1, path="wings")
     with pytest.raises(InputError, match="^Unknown corpus 'poems'"):
         cc.edit(None, seed=1, corpus="poems", path=0)
+    with pytest.raises(InputError, match=r"^The step size must be between 0\.01 and 1, not 5\.0\.$"):
+        cc.edit(None, seed=1, path=0, eps=5.0)
     with pytest.raises(InputError, match="^Unknown rendering mode 'twice'"):
         cc.edit(None, seed=1, path=0, render_mode="twice")
 
