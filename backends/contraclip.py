@@ -40,6 +40,7 @@ import torch
 from PIL import Image
 
 from . import inversion
+from .device import get_device
 from .errors import CheckpointError, FaceLabError, InputError, MissingWeightsError
 from .face import paste_back as paste_into_photo
 from .inversion import Inversion, LRUCache, content_hash, tensor_to_pil
@@ -263,7 +264,7 @@ def _cached_clip(standin: bool, device: str) -> tuple[ClipEncoder, bool]:
 
 def get_clip() -> tuple[ClipEncoder, bool]:
     """CLIP ViT-B/32 for the margin plot (and whether it is a stand-in); raises MissingWeightsError."""
-    return _cached_clip(standin_enabled(), str(inversion.get_models().device))
+    return _cached_clip(standin_enabled(), str(get_device()))
 
 
 # --------------------------------------------------------------------------- start codes

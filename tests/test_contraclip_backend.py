@@ -139,6 +139,17 @@ def test_seed_start_is_reproducible_and_truncated(standin_runs):
         cc.start_from_seed(-1)
 
 
+def test_cli_edit_from_a_seed(standin_runs, tmp_path, capsys):
+    out = tmp_path / "older.png"
+    code = cc.main(["edit", "--seed", "5", "--path", "Older ↔ younger", "--strength", "0.15", "--out", str(out),
+                    "--stand-in-weights"])
+    assert code == 0 and Image.open(out).size == (1024, 1024)
+    info = json.loads(capsys.readouterr().out)
+    assert info["seed"] == 5 and info["steps"] == 1 and info["standin"] is True
+    assert cc.main(["edit", "--seed", "5", "--path", "wings", "--strength", "1", "--out", str(out)]) == 2
+    assert "error: Unknown path 'wings'" in capsys.readouterr().err
+
+
 def test_bad_requests_are_clear(standin_runs):
     with pytest.raises(InputError, match="^Please upload a photo or give a seed.$"):
         cc.edit(None, seed=None, path=0)
