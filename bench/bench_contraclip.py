@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--render-runs", type=int, default=3)
     parser.add_argument("--no-clip", action="store_true", help="skip the CLIP margin timing")
+    parser.add_argument("--train-steps", type=int, default=0,
+                        help="also time this many training iterations at real size (1024 G + CLIP; for a GPU)")
+    parser.add_argument("--train-batch", type=int, default=7)
     args = parser.parse_args()
     rows: list[tuple[str, str]] = [("threads", str(torch.get_num_threads()))]
 
@@ -83,6 +86,18 @@ def main() -> None:
             start = time.perf_counter()
             cc.clip_margins(frames, model.paths[1])
             rows.append((f"CLIP margin of {args.frames} frames (s)", f"{time.perf_counter() - start:.2f}"))
+    if args.train_steps > 0:
+        from backends import contraclip_train as tr
+
+        clip, _ = cc.get_clip()
+        cfg = tr.TrainConfig(dipoles=[("a picture of a smiling face.", "a picture of a face in neutral expression.")],
+                             iterations=args.train_steps + 1, batch_size=args.train_batch)
+        marks: list[float] = []
+        tr.train(models.generator.float(), models.mean_latent.float(), clip, cfg,
+                 progress=lambda _it, _loss: marks.append(time.perf_counter()))
+        per_iter = (marks[-1] - marks[0]) / args.train_steps  # the first iteration is a warm-up
+        rows.append((f"training, batch {args.train_batch}, per iteration (s)", f"{per_iter:.3f}"))
+        rows.append(("training, per 1000 iterations (min)", f"{per_iter * 1000 / 60:.1f}"))
     rows += memory_rows(models.device)
     print_table(rows)
 
