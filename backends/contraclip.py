@@ -327,6 +327,7 @@ def walk_for(start: Start, model: PathModel, path: int, eps: float, steps: int) 
 
 def clear_caches() -> None:
     _WALKS.clear()
+    _ORIGINS.clear()
 
 
 def _check_eps(eps: float) -> float:
@@ -343,6 +344,21 @@ def steps_for(strength: float, eps: float) -> int:
     if abs(steps) > MAX_STEPS:
         raise InputError(f"The strength {strength} needs {abs(steps)} steps of {eps}; at most {MAX_STEPS} are allowed.")
     return steps
+
+
+_ORIGINS = LRUCache(8)
+
+
+def origin_image(start: Start) -> Image.Image:
+    """The start code rendered as it is (a photo's untruncated inversion, or the sampled face), cached."""
+    if start.inversion is not None:
+        return inversion.reconstruction(start.inversion, truncate=False)
+    key = (content_hash(start.wplus), standin_enabled())
+    hit = _ORIGINS.get(key)
+    if hit is None:
+        hit = _render(start.wplus)[0]
+        _ORIGINS.put(key, hit)
+    return hit
 
 
 def _render(codes: torch.Tensor) -> list[Image.Image]:
@@ -422,6 +438,7 @@ class EditResult:
     render_mode: str
     standin: bool
     notices: list[str]
+    origin: Image.Image | None = None  # the start rendered (strength 0), for before/after
 
     @property
     def final(self) -> Image.Image:
@@ -462,8 +479,11 @@ def _paste(start: Start, image: Image.Image) -> Image.Image | None:
 
 def edit(photo: ImageSource | None = None, *, seed: int | None = None, corpus: str = "attributes",
          path: str | int = 0, strength: float = 3.0, eps: float = DEFAULT_EPS, render_mode: str = "stored",
-         paste_back: bool = False) -> EditResult:
-    """Walk ``strength`` (signed; steps × step size) along one path from a photo or a seed, and render it."""
+         paste_back: bool = False, with_origin: bool = False) -> EditResult:
+    """Walk ``strength`` (signed; steps × step size) along one path from a photo or a seed, and render it.
+
+    ``with_origin`` also returns the start rendered at strength 0 (cached per start code).
+    """
     start, model, k, eps = _prepare(photo, seed, corpus, path, eps, render_mode)
     steps = steps_for(strength, eps)
     walk = walk_for(start, model, k, eps, abs(steps))
@@ -476,7 +496,9 @@ def edit(photo: ImageSource | None = None, *, seed: int | None = None, corpus: s
     standin = model.standin or inversion.get_models().standin
     if standin:
         notices.append(STANDIN_NOTICE)
-    return EditResult(image, pasted, start, model.paths[k], corpus, k, steps, eps, render_mode, standin, notices)
+    origin = origin_image(start) if with_origin else None
+    return EditResult(image, pasted, start, model.paths[k], corpus, k, steps, eps, render_mode, standin, notices,
+                      origin)
 
 
 @dataclass

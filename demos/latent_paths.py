@@ -77,11 +77,15 @@ def edit_path(start: str, photo: str | None, seed: float | None, corpus: str, pa
 
     photo, seed = _start(start, photo, seed)
     res = contraclip.edit(photo, seed=seed, corpus=corpus, path=path, strength=float(strength), eps=float(eps),
-                          render_mode=render_mode, paste_back=bool(paste_back))
+                          render_mode=render_mode, paste_back=bool(paste_back), with_origin=True)
     show_notices(res.notices)
     png = results_dir("latent_paths") / "latent_path_edit.png"
     res.final.save(png)
-    return res.final, str(png), res.to_dict()
+    stages = [(res.origin, "Start (inversion)" if res.start.kind == "photo" else f"Start (seed {res.start.seed})")]
+    if res.start.inversion is not None:
+        stages.insert(0, (res.start.inversion.aligned.image, "Aligned photo"))
+    stages.append((res.image, f"Strength {res.strength:+.2f}"))
+    return res.final, (res.origin, res.image), stages, str(png), res.to_dict()
 
 
 @user_errors
@@ -132,6 +136,8 @@ def build() -> None:
                         label="Example photos (public domain / CC0)", cache_examples=False)
         with gr.Column():
             result = gr.Image(label="Edited face", interactive=False, format="png", elem_id="cc-result")
+            before_after = gr.ImageSlider(label="Before / after (start vs edit)", interactive=False)
+            stages = gr.Gallery(label="Aligned photo, start and edit", columns=3, height=180)
             png = gr.File(label="Download PNG", interactive=False)
             strip_image = gr.Image(label="Strip: −max … +max", interactive=False, elem_id="cc-strip-image")
             gif = gr.Image(label="Animation", interactive=False, type="filepath")
@@ -144,10 +150,9 @@ def build() -> None:
     path.change(sentences, [corpus, path], dipole, api_visibility="private", queue=False)
     inputs = [start, photo, seed, corpus, path]
     options = [eps, render_mode, paste_back]
-    run.click(edit_path, [*inputs, strength, *options], [result, png, details], api_name="edit_latent_path",
-              **GPU_EVENT)
+    edit_outputs = [result, before_after, stages, png, details]
+    run.click(edit_path, [*inputs, strength, *options], edit_outputs, api_name="edit_latent_path", **GPU_EVENT)
     # Moving the slider re-uses the cached inversion and walk: only the new point is rendered.
-    strength.release(edit_path, [*inputs, strength, *options], [result, png, details],
-                     api_visibility="private", **GPU_EVENT)
+    strength.release(edit_path, [*inputs, strength, *options], edit_outputs, api_visibility="private", **GPU_EVENT)
     run_strip.click(path_strip, [*inputs, max_strength, frames, *options, margin],
                     [strip_image, gif, files, plot, details], api_name="latent_path_strip", **GPU_EVENT)

@@ -85,7 +85,7 @@ def standin_runs(shared_weights_module, tmp_path_factory):
     photo = skimage_data.astronaut()
     try:
         first = cc.edit(photo, corpus="attributes", path="Older ↔ younger", strength=0.3)
-        second = cc.edit(photo, corpus="attributes", path=1, strength=-0.3, paste_back=True)
+        second = cc.edit(photo, corpus="attributes", path=1, strength=-0.3, paste_back=True, with_origin=True)
         strip = cc.strip(photo, corpus="attributes", path=1, max_strength=0.3, frames=2, margin=False,
                          out_dir=tmp_path_factory.mktemp("strip"))
         yield first, second, strip, counter.calls
@@ -117,6 +117,7 @@ def test_edit_results(standin_runs):
     assert info["path_label"] == "Older ↔ younger" and info["sentence_a"] == "a picture of an old person."
     assert info["start"] == "photo" and info["paste_back"] and info["standin"] is True
     assert second.pasted is not None and second.pasted.size == second.start.inversion.photo.size
+    assert first.origin is None and second.origin is inversion.reconstruction(second.start.inversion, truncate=False)
     assert info["render_mode"] == "stored" and info["render_note"].startswith("Rendering the stored codes")
 
 

@@ -22,10 +22,13 @@ def test_endpoints_are_named(client):
 
 
 def test_edit_from_a_seed(client):
-    image, png, details = client.predict(
+    image, pair, stages, png, details = client.predict(
         "seed", None, 11, "attributes", "Older ↔ younger", -0.45, 0.15, "stored", False, api_name="/edit_latent_path"
     )
     assert Image.open(image).size == (1024, 1024) and Image.open(png).size == (1024, 1024)
+    before, after = pair
+    assert Image.open(before).size == (1024, 1024) and Image.open(after).size == (1024, 1024)
+    assert [item["caption"] for item in stages] == ["Start (seed 11)", "Strength -0.45"]
     assert details["seed"] == 11 and details["start"] == "seed" and details["standin"] is True
     assert details["steps"] == -3 and details["strength"] == pytest.approx(-0.45)
     assert details["sentence_b"] == "a picture of a young person."
