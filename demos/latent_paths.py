@@ -117,7 +117,7 @@ def build() -> None:
             photo = UploadImage(label="Face photo")
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**32 - 1, label="Seed (sampled face, ψ 0.7)")
-                reseed = gr.Button("🎲 Random seed", size="sm")
+                reseed = gr.Button("Random seed", size="sm")
             corpus = gr.Dropdown(_corpus_choices(), value="attributes", label="Corpus")
             path = gr.Dropdown(first_labels, value=first_labels[0], label="Path", allow_custom_value=True)
             dipole = gr.Markdown(sentences("attributes", first_labels[0]))
@@ -135,16 +135,23 @@ def build() -> None:
             gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo],
                         label="Example photos (public domain / CC0)", cache_examples=False)
         with gr.Column():
-            result = gr.Image(label="Edited face", interactive=False, format="png", elem_id="cc-result")
-            before_after = gr.ImageSlider(label="Before / after (start vs edit)", interactive=False)
-            stages = gr.Gallery(label="Aligned photo, start and edit", columns=3, height=180)
-            png = gr.File(label="Download PNG", interactive=False)
-            strip_image = gr.Image(label="Strip: −max … +max", interactive=False, elem_id="cc-strip-image")
-            gif = gr.Image(label="Animation", interactive=False, type="filepath")
-            files = gr.File(label="Download GIF and MP4", file_count="multiple", interactive=False)
-            plot = gr.Image(label="CLIP margin along the path", interactive=False)
+            with gr.Tabs() as result_tabs:
+                with gr.Tab("Edit", id="edit"):
+                    result = gr.Image(label="Edited face", interactive=False, format="png", elem_id="cc-result")
+                    before_after = gr.ImageSlider(label="Before / after (start vs edit)", interactive=False)
+                    stages = gr.Gallery(label="Aligned photo, start and edit", columns=3, height=180)
+                    png = gr.File(label="Download PNG", interactive=False)
+                with gr.Tab("Strip", id="strip"):
+                    strip_image = gr.Image(label="Strip: −max … +max", interactive=False, elem_id="cc-strip-image")
+                    plot = gr.Image(label="CLIP margin along the path", interactive=False)
+                    gif = gr.Image(label="Animation", interactive=False, type="filepath")
+                    files = gr.File(label="Download GIF and MP4", file_count="multiple", interactive=False)
             details = gr.JSON(label="Details (path, sentences, steps, seed, weights)", max_height=300)
 
+    # Show the matching result tab first (UI only: not part of the API).
+    run.click(lambda: gr.Tabs(selected="edit"), None, result_tabs, api_visibility="private", queue=False)
+    run_strip.click(lambda: gr.Tabs(selected="strip"), None, result_tabs, api_visibility="private", queue=False)
+    photo.upload(lambda: "photo", None, start, api_visibility="private", queue=False)
     reseed.click(lambda: (random.randrange(2**32), "seed"), None, [seed, start], api_visibility="private", queue=False)
     corpus.change(corpus_changed, corpus, [path, dipole], api_visibility="private", queue=False)
     path.change(sentences, [corpus, path], dipole, api_visibility="private", queue=False)
