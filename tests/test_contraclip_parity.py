@@ -35,11 +35,12 @@ def raw_state() -> dict[str, torch.Tensor]:
 def dipole_state(inputs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """The README's recipe: rows (2j, 2j+1) = (v, −v), v = r_k·u/‖u‖ with u the raw row 2j."""
     raw = raw_state()
-    s = raw["SUPPORT_SETS"].view(9, 128, 6144)
-    radii = torch.from_numpy(inputs["official_init_radii"]).view(9, 1, 1)
+    k = raw["SUPPORT_SETS"].shape[0]
+    s = raw["SUPPORT_SETS"].view(k, -1, 6144)
+    radii = torch.from_numpy(inputs["official_init_radii"]).view(k, 1, 1)
     u = s[:, 0::2]
     v = radii * u / u.norm(dim=2, keepdim=True)
-    support = torch.stack([v, -v], dim=2).reshape(9, 128 * 6144)
+    support = torch.stack([v, -v], dim=2).reshape(k, -1)
     return {"SUPPORT_SETS": support, "LOGGAMMA": torch.from_numpy(inputs["official_init_loggamma"])}
 
 
@@ -74,7 +75,7 @@ def test_case_a_directions(variant, inputs, outputs):
     name, lss = variant
     x = torch.from_numpy(inputs["wplus"])[:, :12].reshape(1, 6144)
     paths = torch.from_numpy(inputs["paths"])
-    mask = torch.nn.functional.one_hot(paths, 9).float()  # the official call: one-hot masks
+    mask = torch.nn.functional.one_hot(paths, lss.num_paths).float()  # the official call: one-hot masks
     check(lss(mask, x.repeat(2, 1)), outputs[f"{name}_directions"], DIR_TOL, f"{name} a: directions")
 
 
@@ -96,9 +97,9 @@ def test_case_b_traversal(variant, inputs, outputs):
 def test_invariants(variant, inputs):
     name, lss = variant
     wplus = torch.from_numpy(inputs["wplus"])
-    eps = 0.15
-    walk = cc.traverse(lss, wplus, 6, eps, 5)
-    d = lss.direction(cc.moved_part(wplus), 6)
+    eps, path = float(inputs["eps"]), int(inputs["paths"][-1])
+    walk = cc.traverse(lss, wplus, path, eps, 5)
+    d = lss.direction(cc.moved_part(wplus), path)
     assert abs(float(d.norm()) - 1.0) < 1e-6
     steps = (walk.codes[1:] - walk.codes[:-1])[:, :12].reshape(walk.codes.shape[0] - 1, -1).norm(dim=1)
     assert torch.allclose(steps, torch.full_like(steps, eps), atol=1e-6), steps
@@ -113,7 +114,7 @@ def test_closed_form_gradient_equals_autograd(variant, inputs):
     x = torch.from_numpy(inputs["wplus"])[:, :12].reshape(1, 6144).double().requires_grad_(True)
     lss64 = cc.SupportSets(lss.num_paths, lss.num_dipoles).double()
     lss64.load_state_dict(lss.state_dict())
-    for path in (0, 6):
+    for path in inputs["paths"].tolist():
         (auto,) = torch.autograd.grad(lss64.potential(x, path).sum(), x)
         closed = lss64.gradient(x.detach(), path)
         assert torch.allclose(closed, auto, atol=1e-12 * float(auto.abs().max()) + 1e-30, rtol=1e-9)
@@ -122,7 +123,7 @@ def test_closed_form_gradient_equals_autograd(variant, inputs):
 def test_dipole_field_is_even(inputs):
     lss = cc.load_support_sets(dipole_state(inputs))
     x = torch.from_numpy(inputs["wplus"])[:, :12].reshape(1, 6144)
-    for path in range(9):
+    for path in range(lss.num_paths):
         assert float((lss.direction(-x, path) - lss.direction(x, path)).abs().max()) < 1e-7
 
 
@@ -133,12 +134,13 @@ def test_alphas_are_rebuilt_not_loaded():
 
 
 def test_standin_follows_the_official_init(inputs):
-    state = cc.standin_state(9)
-    assert set(state) == {"SUPPORT_SETS", "LOGGAMMA"} and state["SUPPORT_SETS"].shape == (9, 786432)
+    k = len(inputs["official_init_radii"])
+    state = cc.standin_state(k)
+    assert set(state) == {"SUPPORT_SETS", "LOGGAMMA"} and state["SUPPORT_SETS"].shape == (k, 128 * 6144)
     check(state["LOGGAMMA"], inputs["official_init_loggamma"], 1e-5, "stand-in log gamma vs official init")
-    norms = state["SUPPORT_SETS"].view(9, 128, 6144).norm(dim=2)
+    norms = state["SUPPORT_SETS"].view(k, 128, 6144).norm(dim=2)
     check(norms[:, 0], inputs["official_init_radii"], 1e-3, "stand-in radii vs official init")
-    rows = state["SUPPORT_SETS"].view(9, 128, 6144)
+    rows = state["SUPPORT_SETS"].view(k, 128, 6144)
     assert torch.equal(rows[:, 1::2], -rows[:, 0::2])
 
 
@@ -146,8 +148,9 @@ def test_init_rule_matches_the_fixture_radii(inputs):
     meta = json.loads((family_dir(FAMILY) / "meta.json").read_text())
     radius = cc.jung_radius_ffhq(0.7)
     assert abs(radius - meta["jung_radius"]) < 1e-9
-    check(cc.init_radii(radius, 9), inputs["official_init_radii"], 1e-4, "init radii")
-    check(cc.init_loggamma(cc.init_radii(radius, 9)), inputs["official_init_loggamma"], 1e-5, "init log gamma")
+    k = len(inputs["official_init_radii"])
+    check(cc.init_radii(radius, k), inputs["official_init_radii"], 1e-4, "init radii")
+    check(cc.init_loggamma(cc.init_radii(radius, k)), inputs["official_init_loggamma"], 1e-5, "init log gamma")
 
 
 def test_training_checkpoint_and_cuda_style_files_load(tmp_path):
