@@ -258,7 +258,7 @@ REGISTRY: dict[str, Checkpoint] = {
             sources=(
                 Source(hub_repo="timm/vit_base_patch32_clip_224.openai", hub_path="open_clip_model.safetensors"),
             ),
-            standin="backends.networks.dfer_clip:standin_checkpoint_clip_vit_b32",
+            standin="backends.networks.clip:standin_checkpoint_clip_vit_b32",
             check=f"{_CHECKS}:clip_vit_b32",
         ),
         Checkpoint(
@@ -355,8 +355,8 @@ REGISTRY: dict[str, Checkpoint] = {
         ),
         Checkpoint(
             key="contraclip_support_sets",
-            filename="latent_support_sets.pt",
-            title="ContraCLIP latent support sets (StyleGAN2 FFHQ W+, expressions corpus)",
+            filename="contraclip_attributes/latent_support_sets.pt",
+            title="ContraCLIP latent support sets, StyleGAN2 FFHQ W+ (layers 0-11), attributes corpus (9 paths)",
             tabs=("latent_paths",),
             licence="see chi0tzp/ContraCLIP",
             sources=(
@@ -366,6 +366,25 @@ REGISTRY: dict[str, Checkpoint] = {
                        origin=_ORIGIN_CONTRACLIP),
             ),
             expect_keys=("SUPPORT_SETS", "LOGGAMMA"),
+            standin="backends.networks.contraclip:standin_checkpoint_attributes",
+            how_to_get="Put latent_support_sets.pt and semantic_dipoles.json from the experiment's models/ folder "
+                       "into $FACELAB_WEIGHTS_DIR/contraclip_attributes/.",
+            params={"corpus": "attributes", "companion": "semantic_dipoles.json", "num_paths": 9},
+        ),
+        Checkpoint(
+            key="contraclip_support_sets_expressions",
+            filename="contraclip_expressions/latent_support_sets.pt",
+            title="ContraCLIP latent support sets, StyleGAN2 FFHQ W+ (layers 0-11), expressions corpus (21 paths)",
+            tabs=("latent_paths",),
+            licence="see chi0tzp/ContraCLIP (no licence file)",
+            sources=(Source(note="authors' Dropbox archive contraclip_models.tar linked from the chi0tzp/ContraCLIP "
+                                 "README: experiments/complete/<...>-expressions/models/"),),
+            host_supplied=True,
+            standin="backends.networks.contraclip:standin_checkpoint_expressions",
+            how_to_get="Put latent_support_sets.pt and semantic_dipoles.json from the experiment's models/ folder "
+                       "into $FACELAB_WEIGHTS_DIR/contraclip_expressions/, or train one with "
+                       "`python -m backends.contraclip train`.",
+            params={"corpus": "expressions", "companion": "semantic_dipoles.json", "num_paths": 21},
         ),
         Checkpoint(
             key="dfer_clip_dfew",

@@ -65,7 +65,6 @@ def test_missing_upload(client):
 @pytest.mark.parametrize(
     "api_name,args,method",
     [
-        ("/edit_latent_path", (None, "smile", 3), "ContraCLIP"),
         ("/pos_remove_theme", ("a cat", "Van Gogh", 0), "PoS subspaces"),
         ("/anonymize", (None, 0.0, 50), "FALCO"),
     ],

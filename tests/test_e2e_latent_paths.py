@@ -1,0 +1,44 @@
+"""The Latent paths tab in headless Chromium (Debian's package) on stand-in weights: a seed walked along a path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.app_server import running_app
+
+CHROMIUM = Path(os.environ.get("FACELAB_CHROMIUM", "/usr/bin/chromium"))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: .ci/run must install Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def test_a_seed_walks_along_a_path(browser, tmp_path):
+    with running_app(standin=True) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        page.goto(url, wait_until="networkidle")
+        page.get_by_role("tab", name="Latent paths").click()
+        page.get_by_text("Latent-path editing · ContraCLIP").first.wait_for(state="visible", timeout=10_000)
+        # The sentences of the chosen path are shown.
+        page.get_by_text("a picture of a female face.", exact=False).first.wait_for(state="visible")
+        page.get_by_label("Seed", exact=True).check()
+        page.locator("#cc-run").click()
+        page.locator("#cc-result img").first.wait_for(state="visible", timeout=180_000)
+        page.get_by_text("Stand-in weights are in use: the images are not results of ContraCLIP.").first.wait_for(
+            state="visible", timeout=10_000
+        )
+        page.screenshot(path=str(tmp_path / "latent_paths.png"), full_page=True)
+        page.close()
