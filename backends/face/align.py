@@ -151,8 +151,11 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     Umeyama's closed form, which is what ``skimage.transform.estimate_transform('similarity', src, dst)``
     computes; the official HyperReenact and DECA crops are defined through it. Points are (x, y) rows.
     """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
+    # Like the reference, each point set keeps its own precision (float32 landmarks give float32
+    # means), integers become float64; the parity of the official crops depends on it.
+    src, dst = np.asarray(src), np.asarray(dst)
+    src = src if np.issubdtype(src.dtype, np.floating) else src.astype(np.float64)
+    dst = dst if np.issubdtype(dst.dtype, np.floating) else dst.astype(np.float64)
     n, dim = src.shape
     src_mean, dst_mean = src.mean(0), dst.mean(0)
     src_c, dst_c = src - src_mean, dst - dst_mean
@@ -175,7 +178,8 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
             out[:dim, :dim] = u @ np.diag(d_r) @ vt
     else:
         out[:dim, :dim] = u @ np.diag(d) @ vt
-    scale = (s * d).sum() / src_c.var(0).sum()
+    # Same operation order as the reference (1/var first: float32 points keep a float32 reciprocal).
+    scale = 1.0 / src_c.var(axis=0).sum() * (s @ d)
     out[:dim, dim] = dst_mean - scale * (out[:dim, :dim] @ src_mean)
     out[:dim, :dim] *= scale
     return out

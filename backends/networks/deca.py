@@ -137,7 +137,8 @@ def deca_crop_matrix(landmarks68: np.ndarray) -> np.ndarray:
     ``int((r−l + b−t)/2·1.1·1.25)`` around the box centre, whose corners TL, BL, TR go to
     (0, 0), (0, 223), (223, 0) by a least-squares similarity.
     """
-    pts = np.asarray(landmarks68, dtype=np.float64).reshape(-1, 2)
+    # float32 like the detector's landmarks: the box arithmetic then runs in float32 as officially.
+    pts = np.asarray(landmarks68, dtype=np.float32).reshape(-1, 2)
     left, top = pts.min(0)
     right, bottom = pts.max(0)
     return deca_box_matrix(left, top, right, bottom)
@@ -150,8 +151,8 @@ def deca_box_matrix(left: float, top: float, right: float, bottom: float) -> np.
     size = int(old_size * CROP_SCALE)
     half = size / 2
     src = np.array([[center[0] - half, center[1] - half], [center[0] - half, center[1] + half],
-                    [center[0] + half, center[1] - half]])
-    dst = np.array([[0, 0], [0, CROP_SIZE - 1], [CROP_SIZE - 1, 0]], dtype=np.float64)
+                    [center[0] + half, center[1] - half]], dtype=center.dtype)
+    dst = np.array([[0, 0], [0, CROP_SIZE - 1], [CROP_SIZE - 1, 0]])
     return similarity_transform(src, dst)
 
 
