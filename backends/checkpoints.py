@@ -42,6 +42,13 @@ def safe_load(
             return load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises several private types
             raise CheckpointError(f"The {what} file {path.name} is not a valid safetensors file: {exc}") from exc
+    if path.suffix == ".npy":
+        import numpy as np
+
+        try:
+            return np.load(path, allow_pickle=False)  # plain arrays only, never pickled objects
+        except ValueError as exc:
+            raise CheckpointError(f"The {what} file {path.name} is not a plain numeric .npy array: {exc}") from exc
     try:
         with torch.serialization.safe_globals(list(allow)):
             return torch.load(str(path), map_location="cpu", weights_only=True)

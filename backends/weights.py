@@ -202,6 +202,8 @@ REGISTRY: dict[str, Checkpoint] = {
             licence="see StelaBou/HyperReenact",
             sources=(Source(note="authors' Google Drive link in the StelaBou/HyperReenact README"),),
             host_supplied=True,
+            standin="backends.networks.hyperreenact:standin_checkpoint_hypernetwork",
+            how_to_get="Download hypernetwork.pt (302.6 M parameters, about 1.2 GB) from the HyperReenact README.",
         ),
         Checkpoint(
             key="e4e_voxceleb",
@@ -211,6 +213,7 @@ REGISTRY: dict[str, Checkpoint] = {
             licence="see StelaBou/HyperReenact",
             sources=(Source(note="authors' Google Drive link in the StelaBou/HyperReenact README"),),
             host_supplied=True,
+            standin="backends.networks.e4e:standin_checkpoint_e4e_voxceleb",
         ),
         Checkpoint(
             key="deca_model",
@@ -220,6 +223,13 @@ REGISTRY: dict[str, Checkpoint] = {
             licence="DECA licence (non-commercial research use; registration required)",
             sources=(Source(note="DECA project page, after registration"),),
             host_supplied=True,
+            standin="backends.networks.deca:standin_checkpoint_deca",
+            how_to_get=(
+                "DECA's weights are licensed per user: register at https://deca.is.tue.mpg.de, accept the "
+                "licence, download deca_model.tar (only its 'E_flame' encoder is read; the file holds plain "
+                "state dicts and is loaded without unpickling code) and place it as "
+                "$FACELAB_WEIGHTS_DIR/deca_model.tar. HyperReenact and GAN directions need it."
+            ),
         ),
         Checkpoint(
             key="gan_directions_vox",
@@ -229,6 +239,19 @@ REGISTRY: dict[str, Checkpoint] = {
             licence="see StelaBou/stylegan_directions_face_reenactment",
             sources=(Source(note="authors' Google Drive link in the repository README"),),
             host_supplied=True,
+            standin="backends.networks.gan_directions:standin_checkpoint_a_matrix",
+            how_to_get="The released file must carry 'shift_dim' (the repository's trainer omits it).",
+        ),
+        Checkpoint(
+            key="gan_directions_ranges",
+            filename="ranges_voxceleb.npy",
+            title="GAN-directions per-parameter ranges (VoxCeleb, [54, 2] min/max of DECA angles, jaw, expressions)",
+            tabs=("reenactment",),
+            licence="see StelaBou/stylegan_directions_face_reenactment",
+            sources=(Source(note="libs/configs/ranges_voxceleb.npy in the authors' repository"),),
+            host_supplied=True,
+            standin="backends.networks.gan_directions:standin_ranges",
+            how_to_get="It ships with the A matrix: copy libs/configs/ranges_voxceleb.npy next to A_matrix.pt.",
         ),
         Checkpoint(
             key="contraclip_support_sets",

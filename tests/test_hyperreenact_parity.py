@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from backends.errors import CheckpointError
-from backends.networks import deca, e4e, hyperreenact as hr, irse
+from backends.networks import deca, e4e, irse
+from backends.networks import hyperreenact as hr
 from backends.networks import stylegan2 as sg
 from tests.fixture_utils import family_dir, load_case, max_abs_diff, rosinality_g_ema, seeded
 

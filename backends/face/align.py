@@ -200,17 +200,28 @@ def vox_crop_box(landmarks68: np.ndarray) -> tuple[int, int, int, int]:
     return int(center[0] - size), int(center[1] - size), int(center[0] + size), int(center[1] + size)
 
 
-def vox_box_from_face(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
-    """The VoxCeleb crop box estimated from a detector box (x, y, w, h) when 68 landmarks are not at hand.
+def landmark_box_from_face(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """An estimate of the 68-landmark box (left, top, right, bottom) from a detector box (x, y, w, h).
 
-    The official box is built from the 68-landmark extent (brows to chin, jaw to jaw). A YuNet-style
-    box spans about the same width and reaches a little higher (forehead), so its long side stands
-    in for the landmark extent and its centre, moved down by 5 % of the height, for the landmark centre.
+    The official VoxCeleb and DECA crops are built from the 68-landmark extent (brows to chin, jaw to
+    jaw). A YuNet-style box spans about the same width and reaches a little higher (forehead), so it
+    stands in for that extent, moved down by 5 % of its height.
     """
     x, y, w, h = (float(v) for v in box)
-    cx, cy = x + w / 2.0, y + h / 2.0 + 0.05 * h
-    lm = np.array([[cx - w / 2.0, cy - h / 2.0], [cx + w / 2.0, cy + h / 2.0]])
-    return vox_crop_box(lm)
+    shift = 0.05 * h
+    return x, y + shift, x + w, y + h + shift
+
+
+def vox_box_from_face(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """The VoxCeleb crop box estimated from a detector box when 68 landmarks are not at hand."""
+    left, top, right, bottom = landmark_box_from_face(box)
+    return vox_crop_box(np.array([[left, top], [right, bottom]]))
+
+
+def map_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points (x, y) through a 2×3 affine matrix (photo -> crop coordinates)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return pts @ np.asarray(matrix, dtype=np.float64)[:, :2].T + np.asarray(matrix, dtype=np.float64)[:, 2]
 
 
 def crop_box_resized(rgb: np.ndarray, crop_box: tuple[int, int, int, int], size: int = 256) -> AlignedFace:
