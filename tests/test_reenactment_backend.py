@@ -119,7 +119,8 @@ def test_missing_inputs_and_other_engines(astronaut):
     # An engine whose host-supplied weights are missing is refused with the reason, never swapped.
     enable_standin(False)
     try:
-        with pytest.raises(MethodUnavailableError, match=r"^HyperReenact is unavailable: missing weights: .*deca_model\.tar"):
+        missing = r"^HyperReenact is unavailable: missing weights: .*deca_model\.tar"
+        with pytest.raises(MethodUnavailableError, match=missing):
             r.reenact_images(astronaut, astronaut, engine="hyperreenact")
     finally:
         enable_standin(True)

@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--engine", default="stylemask", choices=ENGINES)
     args = parser.parse_args(argv)
     if args.stand_in_weights:
-        from .standin import enable_standin
+        from ..standin import enable_standin
 
         enable_standin(True)
     out = Path(args.out)
