@@ -69,8 +69,13 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """``load_state_dict(strict=True)`` with a readable error listing key mismatches and shape errors."""
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str,
+                           assign: bool = False) -> None:
+    """``load_state_dict(strict=True)`` with a readable error listing key mismatches and shape errors.
+
+    ``assign`` takes the checkpoint's tensors over instead of copying them (for large networks built
+    on the meta device: the weights then exist once in memory).
+    """
     expected = module.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -88,7 +93,7 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
         if wrong_shape:
             parts.append(f"Wrong shapes ({len(wrong_shape)}): {_short(wrong_shape)}.")
         raise CheckpointError(" ".join(parts))
-    module.load_state_dict(dict(state_dict), strict=True)
+    module.load_state_dict(dict(state_dict), strict=True, assign=assign)
 
 
 def _short(items: Iterable[str], limit: int = 8) -> str:

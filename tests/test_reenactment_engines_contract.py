@@ -28,6 +28,9 @@ def client():
         pytest.skip(f"YuNet weights not found at {SHARED_WEIGHTS}")
     with running_app(standin=True) as url:
         yield Client(url, verbose=False)
+    from backends.reenactment.common import release_vox_models
+
+    release_vox_models()  # the suite runs in one process: give the 2.5 GB back
 
 
 @pytest.fixture(scope="module")

@@ -195,7 +195,8 @@ def _count_styles(state_dict: Mapping[str, torch.Tensor]) -> int:
     return len(indices)
 
 
-def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], what: str = "e4e encoder") -> Encoder4Editing:
+def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], what: str = "e4e encoder",
+                            assign: bool = False) -> Encoder4Editing:
     """An eval-mode CPU ``Encoder4Editing`` loaded strictly from prefix-free keys; ``n_styles`` is read from them.
 
     Also serves checkpoints without the ``encoder.`` prefix (HyperReenact's
@@ -206,6 +207,9 @@ def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], what: str = 
         raise CheckpointError(f"The {what} checkpoint holds no 'styles.*' tensors; it is not an e4e encoder.")
     with torch.device("meta"):
         encoder = Encoder4Editing(n_styles=n_styles)
+    if assign:  # take the checkpoint's tensors over: no second copy of ~0.8 GB
+        load_state_dict_strict(encoder, state_dict, what, assign=True)
+        return encoder.eval()
     # Allocate without the random init (~267 M values): everything is overwritten by the load.
     encoder = encoder.to_empty(device="cpu")
     load_state_dict_strict(encoder, state_dict, what)
@@ -343,7 +347,7 @@ def load_e4e_voxceleb_checkpoint(obj_or_path: str | Path | Mapping[str, Any]) ->
         keys = sorted(map(str, ckpt))[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
         raise CheckpointError(
             f"The e4e VoxCeleb checkpoint has no 'e' state dict (found: {keys}); expected e4e-voxceleb.pt.")
-    encoder = encoder_from_state_dict(ckpt["e"], "e4e VoxCeleb encoder")
+    encoder = encoder_from_state_dict(ckpt["e"], "e4e VoxCeleb encoder", assign=True)
     if encoder.n_styles != VOX_STYLES:
         raise CheckpointError(
             f"The e4e VoxCeleb checkpoint has {encoder.n_styles} style blocks; the 256-px generator needs "

@@ -79,6 +79,15 @@ def clear_caches() -> None:
     vox.clear_caches()
 
 
+def release_vox_models() -> None:
+    """Drop the VoxCeleb engines' cached networks (about 2.5 GB with the hypernetwork) and their caches."""
+    from . import gan_directions, hyperreenact, vox
+
+    for cached in (vox._cached_vox, vox._cached_deca, hyperreenact._cached_networks, gan_directions._cached_model):
+        cached.cache_clear()
+    vox.clear_caches()
+
+
 def _standin_notice(engine: Engine, what: str) -> str:
     return f"Stand-in weights are in use: the {what} are not results of {engine.name}."
 
