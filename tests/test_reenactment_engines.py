@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from backends import reenactment as r
-from backends.errors import InputError, MethodUnavailableError
+from backends.errors import InputError, MissingWeightsError
 from backends.media import read_video, write_video
 from backends.reenactment import gan_directions, hyperreenact, vox
 from backends.reenactment.common import release_vox_models
@@ -106,11 +106,12 @@ def test_missing_weights_make_engines_unavailable(astronaut):
     try:
         status = r.engine_status("gan_directions")
         assert not status.available
-        assert "deca_model.tar" in status.reason and "register at https://deca.is.tue.mpg.de" in status.reason
-        assert "ranges_voxceleb.npy" in status.reason
-        with pytest.raises(MethodUnavailableError, match=r"^GAN directions is unavailable: missing weights"):
+        assert status.reason.startswith("Missing weights: stylegan-voxceleb.pt ")
+        assert "Also missing: e4e-voxceleb.pt, deca_model.tar, A_matrix.pt, ranges_voxceleb.npy." in status.reason
+        assert "register at https://deca.is.tue.mpg.de" in status.reason
+        with pytest.raises(MissingWeightsError, match=r"^Missing weights: stylegan-voxceleb\.pt .*deca_model\.tar"):
             r.reenact_images(astronaut, astronaut, engine="gan_directions")
-        with pytest.raises(MethodUnavailableError, match=r"^GAN directions is unavailable"):
+        with pytest.raises(MissingWeightsError, match=r"^Missing weights: stylegan-voxceleb\.pt"):
             gan_directions.edit_directions(astronaut, [1.0])
     finally:
         enable_standin(True)

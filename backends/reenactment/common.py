@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .. import catalog, inversion
-from ..errors import FaceLabError, InputError, MethodUnavailableError, NoFaceError
+from ..errors import FaceLabError, InputError, MissingWeightsError, NoFaceError
 from ..face import get_detector
 from ..face import paste_back as paste_into_photo
 from ..face.track import fill_gaps, track_faces
@@ -52,9 +52,7 @@ def engine_status(key: str) -> EngineStatus:
     if not method.available:
         return EngineStatus(key, False, f"{method.name} ({method.paper}) is not available in this build.")
     ok, reason = weights_status(get_engine(key).weights)
-    if not ok:
-        return EngineStatus(key, False, f"{method.name} is unavailable: {reason}")
-    return EngineStatus(key, True)
+    return EngineStatus(key, ok, reason)
 
 
 def engine_statuses() -> list[EngineStatus]:
@@ -62,12 +60,13 @@ def engine_statuses() -> list[EngineStatus]:
 
 
 def require_engine(key: str) -> Engine:
-    """The engine, or :class:`MethodUnavailableError` with the reason; never another engine instead."""
+    """The engine, or an error with the reason (:class:`MissingWeightsError` naming every missing file and
+    how to get it); never another engine instead."""
     engine = get_engine(key)
     catalog.require(key)
     status = engine_status(key)
     if not status.available:
-        raise MethodUnavailableError(status.reason)
+        raise MissingWeightsError(status.reason, key=key)
     return engine
 
 

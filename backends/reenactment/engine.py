@@ -16,7 +16,7 @@ from PIL import Image
 from ..face import AlignedFace
 from ..media import ImageSource
 from ..standin import standin_enabled
-from ..weights import find_local, get_entry
+from ..weights import find_local, get_entry, missing_message, offline
 
 
 @dataclass
@@ -68,21 +68,23 @@ class EngineStatus:
 
 
 def weights_status(keys: tuple[str, ...]) -> tuple[bool, str]:
-    """Whether every checkpoint is at hand (stand-ins count), else which host-supplied files are missing and
-    how to get each. Files Face Lab can download itself count as available (they are fetched on first use).
+    """Whether every checkpoint is at hand (stand-ins count), else why not.
+
+    A file is missing when it is not local and cannot be fetched (host-supplied, or downloads are off).
+    The reason is the usual message for the first missing file — the one loading would raise — and
+    then every other missing file with how to get it (DECA's registration, for instance).
     """
     if standin_enabled():
         return True, ""
-    missing = [get_entry(k) for k in keys if get_entry(k).host_supplied and find_local(k) is None]
+    missing = [get_entry(k) for k in keys if find_local(k) is None and (get_entry(k).host_supplied or offline())]
     if not missing:
         return True, ""
-    parts = [f"missing weights: {', '.join(e.filename for e in missing)}."]
-    for entry in missing:
-        how = entry.how_to_get or "; ".join(s.describe() for s in entry.sources)
-        parts.append(f"{entry.filename} ({entry.title}): {how.rstrip('.')}.")
-    parts.append(
-        "The host provides these files: put them in $FACELAB_WEIGHTS_DIR (or a Hugging Face repo named by "
-        "$FACELAB_HUB_REPO). To try the engine without them, start the app with --stand-in-weights "
-        "(outputs are not results)."
-    )
+    first = missing[0]
+    reason = "" if first.host_supplied else "Downloads are off (HF_HUB_OFFLINE=1)."
+    parts = [missing_message(first, reason)]
+    if len(missing) > 1:
+        parts.append(f"Also missing: {', '.join(e.filename for e in missing[1:])}.")
+        for entry in missing[1:]:
+            how = entry.how_to_get or "; ".join(s.describe() for s in entry.sources)
+            parts.append(f"{entry.filename} ({entry.title}): {how.rstrip('.')}.")
     return False, " ".join(parts)
