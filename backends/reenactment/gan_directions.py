@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..device import gpu_task
 from ..errors import CheckpointError, InputError
 from ..inversion import tensor_to_pil
 from ..media import ImageSource
@@ -66,11 +67,22 @@ def deca_parameters(face: vox.VoxFace) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def render_shift(wplus: torch.Tensor, delta_p: torch.Tensor, psi: float) -> torch.Tensor:
-    """A·Δp + b added to W+ rows 0–7, rendered with truncation after the shift."""
+    """A·Δp + b added to W+ rows 0–7, rendered with truncation after the shift (float32 CPU image)."""
     model, _ = get_model()
     with torch.inference_mode():
         shift = model.matrix(delta_p.float())
     return vox.render(shift_wplus(wplus, shift), psi)
+
+
+@gpu_task(duration=30)
+def reenact_faces(engine: GanDirectionsEngine, source: Side, driving: Side, psi: float
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The GPU step: DECA on both crops, Δp, the shift and the render (image, Δp)."""
+    dp = engine.delta_p(source, driving)
+    model, _ = get_model()
+    with torch.inference_mode():
+        shift = model.matrix(dp)
+    return vox.render_on_device(shift_wplus(source.state.wplus, shift), psi), dp
 
 
 class GanDirectionsEngine:
@@ -104,8 +116,7 @@ class GanDirectionsEngine:
         return shift_vector(scales, a_s, a_t, p_s, p_t, e_s, e_t)
 
     def render(self, source: Side, driving: Side, psi: float) -> Rendered:
-        dp = self.delta_p(source, driving)
-        image = render_shift(source.state.wplus, dp, psi)
+        image, dp = reenact_faces(self, source, driving, psi)
         return Rendered(tensor_to_pil(image), {"delta_p": dict(zip(DIRECTION_NAMES, np.round(dp[0].numpy(), 4)
                                                                         .tolist(), strict=True))})
 

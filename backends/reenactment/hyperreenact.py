@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..device import get_device
+from ..device import get_device, gpu_task
 from ..inversion import tensor_to_pil
 from ..media import ImageSource
 from ..networks.hyperreenact import (
@@ -63,6 +63,14 @@ def weight_deltas(source: vox.VoxFace, driving: vox.VoxFace) -> list[torch.Tenso
         return hypernet(f_pose, appearance_of(source)).conv_deltas()
 
 
+@gpu_task(duration=30)
+def reenact_faces(source: vox.VoxFace, driving: vox.VoxFace, psi: float) -> tuple[torch.Tensor, float]:
+    """The GPU step: DECA and ArcFace features, the hypernetwork's Δ, the render (float32 CPU image, mean |Δ|)."""
+    deltas = weight_deltas(source, driving)
+    image = vox.render_on_device(source.wplus, psi, deltas)
+    return image, float(torch.stack([d.abs().mean() for d in deltas if d is not None]).mean())
+
+
 class HyperReenactEngine:
     key = "hyperreenact"
     name = "HyperReenact"
@@ -88,9 +96,7 @@ class HyperReenactEngine:
         return Side(None, crop, face)
 
     def render(self, source: Side, driving: Side, psi: float) -> Rendered:
-        deltas = weight_deltas(source.state, driving.state)
-        image = vox.render(source.state.wplus, psi, deltas)
-        mean_abs = float(torch.stack([d.abs().mean() for d in deltas if d is not None]).mean())
+        image, mean_abs = reenact_faces(source.state, driving.state, psi)
         return Rendered(tensor_to_pil(image), {"mean_abs_weight_offset": round(mean_abs, 4)})
 
     def source_preview(self, source: Side, truncate: bool) -> Image.Image:

@@ -160,6 +160,11 @@ def deca_of(face: VoxFace) -> tuple[DecaOutput, torch.Tensor]:
 @gpu_task(duration=30)
 def render(wplus: torch.Tensor, psi: float, weight_deltas=None) -> torch.Tensor:
     """The VoxCeleb generator's image of W+ codes (truncated, optionally with weight offsets), float32 CPU."""
+    return render_on_device(wplus, psi, weight_deltas)
+
+
+def render_on_device(wplus: torch.Tensor, psi: float, weight_deltas=None) -> torch.Tensor:
+    """:func:`render` without the GPU seam, for engine steps that are already inside one."""
     models = get_vox_models()
     with torch.inference_mode():
         deltas = None if weight_deltas is None else [None if d is None else d.to(models.device) for d in weight_deltas]
