@@ -123,7 +123,7 @@ class DecaEncoder(nn.Module):
     def forward(self, crop: torch.Tensor) -> DecaOutput:
         """``crop`` [B, 3, 224, 224] in [0, 1] (see :func:`deca_crop`)."""
         features = self.encoder(crop)
-        params = self.layers(features.mean(dim=(2, 3)))
+        params = self.layers(F.adaptive_avg_pool2d(features, 1).flatten(1))  # the official avgpool
         return DecaOutput(params=params, features=features)
 
 
@@ -157,10 +157,11 @@ def deca_box_matrix(left: float, top: float, right: float, bottom: float) -> np.
 
 
 def _pixel_to_unit(height: int, width: int) -> torch.Tensor:
-    """kornia 0.4.1's normalisation: pixels -> [-1, 1] with a (size − 1) scale."""
-    sx = 2.0 / (width - 1) if width > 1 else 2.0
-    sy = 2.0 / (height - 1) if height > 1 else 2.0
-    return torch.tensor([[sx, 0.0, -1.0], [0.0, sy, -1.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    """kornia 0.4.1's ``normal_transform_pixel``: pixels -> [-1, 1] with a (size − 1) scale, [1, 3, 3] float32."""
+    mat = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, -1.0], [0.0, 0.0, 1.0]])
+    mat[0, 0] = mat[0, 0] * 2.0 / (width - 1) if width > 1 else mat[0, 0] * 2.0
+    mat[1, 1] = mat[1, 1] * 2.0 / (height - 1) if height > 1 else mat[1, 1] * 2.0
+    return mat.unsqueeze(0)
 
 
 def warp_affine_kornia041(image: torch.Tensor, matrix: torch.Tensor, dsize: tuple[int, int]) -> torch.Tensor:
@@ -169,17 +170,17 @@ def warp_affine_kornia041(image: torch.Tensor, matrix: torch.Tensor, dsize: tupl
     ``matrix`` [B, 3, 3] (or [B, 2, 3]) maps source pixels to destination pixels. It is normalised with
     the (size − 1) convention, inverted, and sampled bilinearly with zero padding and
     ``align_corners=False`` — the two conventions disagree by half a pixel, as in that kornia release.
+    The matrices are combined in float32 and in kornia's order, which the parity depends on.
     """
     b, _, h, w = image.shape
     out_h, out_w = dsize
-    m = matrix.to(torch.float64)
+    m = matrix.to(torch.float32)
     if m.shape[-2] == 2:
-        m = torch.cat([m, torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64).expand(m.shape[0], 1, 3)], dim=1)
-    norm_src, norm_dst = _pixel_to_unit(h, w), _pixel_to_unit(out_h, out_w)
-    # kornia builds the normalised matrix and its inverse in the input's dtype (float32 here).
-    dst_from_src = (norm_dst @ m @ torch.linalg.inv(norm_src)).to(image.dtype)
-    src_from_dst = torch.linalg.inv(dst_from_src)
-    grid = F.affine_grid(src_from_dst[:, :2], [b, image.shape[1], out_h, out_w], align_corners=False)
+        m = torch.cat([m, torch.tensor([[[0.0, 0.0, 1.0]]]).expand(m.shape[0], 1, 3)], dim=1)
+    src_pix_from_norm = torch.inverse(_pixel_to_unit(h, w))
+    dst_norm_from_src_norm = _pixel_to_unit(out_h, out_w) @ (m @ src_pix_from_norm)
+    src_norm_from_dst_norm = torch.inverse(dst_norm_from_src_norm).to(image.dtype)
+    grid = F.affine_grid(src_norm_from_dst_norm[:, :2], [b, image.shape[1], out_h, out_w], align_corners=False)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
