@@ -30,7 +30,7 @@ def client():
         yield Client(url, verbose=False)
     from backends.reenactment.common import release_vox_models
 
-    release_vox_models()  # the suite runs in one process: give the 2.5 GB back
+    release_vox_models()  # the suite runs in one process: give the 2.5 GB back (kept from the backend test)
 
 
 @pytest.fixture(scope="module")
