@@ -124,7 +124,6 @@ def prepare_photo(source: ImageSource, *, what: str, already_aligned: bool, inve
         identity = AlignedFace(prepared.aligned.image, np.array([[1.0, 0, 0], [0, 1.0, 0]]), CROP_SIZE,
                                prepared.aligned.quad)
         face_data = vox_face(identity, face.landmarks, face.box)
-        face_data.tensor = preprocess_aligned(prepared.aligned.image).unsqueeze(0)
     else:
         face_data = vox_face(prepared.aligned, prepared.face.landmarks, prepared.face.box)
     if invert:
