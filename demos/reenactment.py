@@ -137,7 +137,8 @@ def build() -> None:
             truncate = gr.Checkbox(value=True, label="Faithful (ψ = 0.7 truncation, as the paper's code)")
             paste_back = gr.Checkbox(value=False, label="Paste the result back into the source photo")
             aligned = gr.Checkbox(
-                value=False, label="Already aligned (photos are FFHQ-aligned face crops: skip face detection)"
+                value=False,
+                label="Already aligned (face crops: FFHQ-aligned for StyleMask, VoxCeleb crops for the others)",
             )
             gr.Examples(
                 [[asset("astronaut.png"), asset("camera.png")], [asset("camera.png"), asset("astronaut.png")]],
