@@ -132,3 +132,15 @@ def test_slider_units():
     assert dp[0, 0].item() == pytest.approx(20.0 * 6.0 / 40.0)
     assert dp[0, 3].item() == pytest.approx(0.1 * 12.0 / 0.2)
     assert torch.count_nonzero(dp[0, 4:]) == 0
+
+
+def test_ranges_file_is_read_as_a_plain_array(tmp_path, case_a):
+    from backends.checkpoints import safe_load
+
+    path = tmp_path / "ranges_voxceleb.npy"
+    np.save(path, case_a["ranges"])
+    assert np.array_equal(safe_load(path), case_a["ranges"])
+    pickled = tmp_path / "evil.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(CheckpointError, match=r"is not a plain numeric \.npy array"):
+        safe_load(pickled)
