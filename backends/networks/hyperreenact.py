@@ -189,14 +189,19 @@ class HypernetworkBlocks(nn.Module):
         """``f_pose`` [B, 2048, 7, 7] (DECA layer4), ``f_app`` [B, 512, 7, 7] (ArcFace unit 23)."""
         f_pose_512 = self.conv_transf(f_pose)
         f_combined = self.blend_module(f_pose_512, f_app)
-        deltas: list[torch.Tensor | None] = []
-        codes: dict[int, torch.Tensor] = {}
+        codes = {idx: block.code(f_combined) for idx, block in enumerate(self.refinement_blocks) if block is not None}
+        deltas: list[torch.Tensor | None] = [None] * len(self.refinement_blocks)
+        # The 7 shared layers go through the shared hypernet as one batch: its 134 M-value w2 is then
+        # read once per frame instead of 7 times (the products are the same row by row).
+        shared = [idx for idx in codes if isinstance(self.refinement_blocks[idx], HyperRefinementBlock)]
+        if shared:
+            batch = f_combined.shape[0]
+            stacked = self.shared_weight_hypernet(torch.cat([codes[idx] for idx in shared], dim=0))
+            for k, idx in enumerate(shared):
+                deltas[idx] = stacked[k * batch:(k + 1) * batch]
         for idx, block in enumerate(self.refinement_blocks):
-            if block is None:
-                deltas.append(None)
-                continue
-            codes[idx] = block.code(f_combined)
-            deltas.append(block.delta(codes[idx]))
+            if block is not None and idx not in shared:
+                deltas[idx] = block.delta(codes[idx])
         return HypernetOutput(deltas, f_pose_512, f_combined, codes)
 
 
