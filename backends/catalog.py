@@ -19,8 +19,8 @@ METHODS: dict[str, Method] = {
     m.key: m
     for m in [
         Method("stylemask", "StyleMask", "Bounareli et al., FG 2023", available=True),
-        Method("hyperreenact", "HyperReenact", "Bounareli et al., ICCV 2023", available=False),
-        Method("gan_directions", "GAN directions", "Bounareli et al., BMVC 2022", available=False),
+        Method("hyperreenact", "HyperReenact", "Bounareli et al., ICCV 2023", available=True),
+        Method("gan_directions", "GAN directions", "Bounareli et al., BMVC 2022", available=True),
         Method("contraclip", "ContraCLIP", "Tzelepis et al., 2022", available=True),
         Method("pos_subspaces", "PoS subspaces", "Oldfield et al., ICLR 2023", available=False),
         Method("falco", "FALCO", "Barattin et al., CVPR 2023", available=False),

@@ -42,6 +42,13 @@ def safe_load(
             return load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises several private types
             raise CheckpointError(f"The {what} file {path.name} is not a valid safetensors file: {exc}") from exc
+    if path.suffix == ".npy":
+        import numpy as np
+
+        try:
+            return np.load(path, allow_pickle=False)  # plain arrays only, never pickled objects
+        except ValueError as exc:
+            raise CheckpointError(f"The {what} file {path.name} is not a plain numeric .npy array: {exc}") from exc
     try:
         with torch.serialization.safe_globals(list(allow)):
             # Zip-format files are memory-mapped: tensors are read from the page cache as the model
@@ -66,13 +73,19 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str,
+                           assign: bool | None = None) -> None:
     """``load_state_dict(strict=True)`` with a readable error listing key mismatches and shape errors.
 
     One tolerance, shared by every loader: batch-norm ``num_batches_tracked`` counters may be absent
     (files exported with PyTorch 0.4 or stripped of buffers, as some e4e and IR-SE50 copies are). They
     only count training steps and are unused in eval mode, so a zero counter is what the official
     loaders end up with. Every other key must be there.
+
+    ``assign`` takes the checkpoint's tensors over instead of copying them, so the weights exist once in
+    memory (with a memory-mapped file, never in anonymous memory at all). ``None`` (the default) does so
+    wherever every tensor already has the module's dtype; ``True`` forces it (modules built on the meta
+    device); ``False`` always copies.
     """
     expected = module.state_dict()
     state_dict = _with_batch_counters(expected, state_dict)
@@ -95,7 +108,8 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
     # Where the file's tensors already have the module's dtypes they become the parameters
     # (``assign``): with a memory-mapped file no second copy of the weights is ever made, and the
     # module's own (uninitialised, never touched) allocation is released.
-    assign = all(state_dict[k].dtype == v.dtype for k, v in expected.items())
+    if assign is None:
+        assign = all(state_dict[k].dtype == v.dtype for k, v in expected.items())
     tensors = {k: v.contiguous() for k, v in state_dict.items()} if assign else dict(state_dict)
     module.load_state_dict(tensors, strict=True, assign=assign)
 

@@ -320,6 +320,7 @@ REGISTRY: dict[str, Checkpoint] = {
             tabs=("reenactment",),
             licence="see StelaBou/HyperReenact",
             sources=(Source(gdrive_id="1BUp6S3Wf2SeM3a-b_7mkKZyaXAxKhLrI", origin=_ORIGIN_HYPERREENACT),),
+            standin="backends.networks.hyperreenact:standin_checkpoint_hypernetwork",
         ),
         Checkpoint(
             key="e4e_voxceleb",
@@ -332,6 +333,7 @@ REGISTRY: dict[str, Checkpoint] = {
                        origin=_ORIGIN_HYPERREENACT + "; the same id in " + _ORIGIN_DIRECTIONS),
             ),
             expect_keys=("e",),
+            standin="backends.networks.e4e:standin_checkpoint_e4e_voxceleb",
         ),
         Checkpoint(
             key="deca_model",
@@ -341,8 +343,13 @@ REGISTRY: dict[str, Checkpoint] = {
             licence="DECA licence (non-commercial research use; registration required)",
             sources=(Source(note="DECA project page, after registration"),),
             host_supplied=True,
-            how_to_get="Register on the DECA project page (its licence requires it), download deca_model.tar "
-                       "and put it in $FACELAB_WEIGHTS_DIR or your $FACELAB_HUB_REPO.",
+            standin="backends.networks.deca:standin_checkpoint_deca",
+            how_to_get=(
+                "DECA's weights are licensed per user: register at https://deca.is.tue.mpg.de, accept the "
+                "licence, download deca_model.tar (only its 'E_flame' encoder is read; the file holds plain "
+                "state dicts and is loaded without unpickling code) and place it as "
+                "$FACELAB_WEIGHTS_DIR/deca_model.tar. HyperReenact and GAN directions need it."
+            ),
         ),
         Checkpoint(
             key="gan_directions_vox",
@@ -352,6 +359,23 @@ REGISTRY: dict[str, Checkpoint] = {
             licence="see StelaBou/stylegan_directions_face_reenactment",
             sources=(Source(gdrive_id="11aNalhBnPREFQT9i9wmQE0-fkQac4SzQ", origin=_ORIGIN_DIRECTIONS + ", Inference"),),
             expect_keys=("A_matrix",),
+            standin="backends.networks.gan_directions:standin_checkpoint_a_matrix",
+            how_to_get="The released file must carry 'shift_dim' (the repository's trainer omits it).",
+        ),
+        Checkpoint(
+            key="gan_directions_ranges",
+            filename="ranges_voxceleb.npy",
+            title="GAN-directions per-parameter ranges (VoxCeleb, [54, 2] min/max of DECA angles, jaw, expressions)",
+            tabs=("reenactment",),
+            licence="see StelaBou/stylegan_directions_face_reenactment",
+            sources=(
+                Source(url="https://raw.githubusercontent.com/StelaBou/stylegan_directions_face_reenactment/"
+                           "8ae04cc1e15ec0f4e6c1c0c08f4d93cb528cb95b/libs/configs/ranges_voxceleb.npy",
+                       origin="StelaBou/stylegan_directions_face_reenactment@8ae04cc, libs/configs/ranges_voxceleb.npy "
+                              "(committed in the repository)"),
+            ),
+            standin="backends.networks.gan_directions:standin_ranges",
+            how_to_get="It ships with the A matrix: copy libs/configs/ranges_voxceleb.npy next to A_matrix.pt.",
         ),
         Checkpoint(
             key="contraclip_support_sets",

@@ -1,4 +1,4 @@
-"""Tab 1 — face reenactment with StyleMask (HyperReenact and GAN directions to come)."""
+"""Tab 1 — face reenactment with three engines: StyleMask, HyperReenact and GAN directions."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from backends.results import results_dir, seal
 from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
 
 ABOUT = """
-### Reenactment · StyleMask
+### Reenactment · StyleMask, HyperReenact, GAN directions
 The **source** face keeps its identity and takes the head pose and expression of a **driving** photo, or of
 every frame of a driving video. Both faces are aligned and inverted into StyleGAN2's latent space with e4e.
 In the generator's *style space*, a small learned network then predicts a mask for every channel of the first
@@ -24,11 +24,31 @@ shown so you can judge); strong profiles, occlusions and large pose gaps degrade
 at 10 s / 250 frames and take a few seconds per frame without a GPU.
 """
 
-ENGINES = [
-    ("StyleMask", "stylemask"),
-    ("HyperReenact (coming)", "hyperreenact"),
-    ("GAN directions (coming)", "gan_directions"),
+ENGINE_ABOUT = """
+**Engines.** *StyleMask* mixes the two faces' StyleGAN2 styles with a learned mask (FFHQ, 1024 px).
+*HyperReenact* keeps the source's codes and lets a hypernetwork, fed with the source's ArcFace features
+and the driving face's DECA pose features, adjust the weights of a VoxCeleb StyleGAN2 (256 px).
+*GAN directions* measures the head pose and expression difference with DECA and moves the source's
+codes along learned directions (VoxCeleb, 256 px); its sliders below move one direction at a time
+without any driving face. An engine whose weights are missing is listed as unavailable with the reason.
+"""
+
+ENGINE_NAMES = {"stylemask": "StyleMask", "hyperreenact": "HyperReenact", "gan_directions": "GAN directions"}
+SLIDERS = [("Yaw (°)", 30.0), ("Pitch (°)", 20.0), ("Roll (°)", 20.0), ("Jaw opening (rad)", 0.3)] + [
+    (f"Expression {k} (FLAME)", 3.0) for k in range(11)
 ]
+
+
+def engine_choices() -> tuple[list[tuple[str, str]], str]:
+    """Dropdown entries (unavailable engines are marked, not hidden) and the status text with the reasons."""
+    from backends import reenactment
+
+    choices, lines = [], []
+    for status in reenactment.engine_statuses():
+        name = ENGINE_NAMES[status.key]
+        choices.append((name if status.available else f"{name} (unavailable)", status.key))
+        lines.append(f"- **{name}**: " + ("ready" if status.available else status.reason))
+    return choices, "\n".join(lines)
 
 
 @user_errors
@@ -47,14 +67,17 @@ def reenact_image(
     png = folder / "reenacted.png"
     res.final.save(png)
     seal(folder)
-    stages = [
-        (res.source_aligned, "Source, aligned"),
-        (res.source_inversion, "Source inversion"),
-        (res.driving_aligned, "Driving, aligned"),
-        (res.driving_inversion, "Driving inversion"),
-        (res.result, "Result"),
-    ]
-    return res.final, (res.source_aligned, res.result), stages, str(png), res.to_dict()
+    before = res.source_aligned.resize(res.result.size)
+    return res.final, (before, res.result), res.stages(), str(png), res.to_dict()
+
+
+@user_errors
+def move_directions(source: str | None, truncate: bool, already_aligned: bool, *values: float):
+    from backends.reenactment import gan_directions
+
+    res = gan_directions.edit_directions(source, values, truncate=truncate, already_aligned=already_aligned)
+    show_notices(res.notices)
+    return res.result, res.to_dict()
 
 
 @user_errors
@@ -102,11 +125,16 @@ def build() -> None:
             with gr.Tab("Driving video"):
                 video = gr.Video(label="Driving video (mp4, webm, mov; first 10 s)", sources=["upload", "webcam"])
                 run_video = gr.Button("Reenact video", variant="primary")
-            engine = gr.Dropdown(ENGINES, value="stylemask", label="Engine")
+            choices, status_text = engine_choices()
+            engine = gr.Dropdown(choices, value="stylemask", label="Engine", elem_id="reenact-engine")
+            with gr.Accordion("Engines and their weights", open=False):
+                gr.Markdown(ENGINE_ABOUT)
+                gr.Markdown(status_text, elem_id="reenact-engine-status")
             truncate = gr.Checkbox(value=True, label="Faithful (ψ = 0.7 truncation, as the paper's code)")
             paste_back = gr.Checkbox(value=False, label="Paste the result back into the source photo")
             aligned = gr.Checkbox(
-                value=False, label="Already aligned (photos are FFHQ-aligned face crops: skip face detection)"
+                value=False,
+                label="Already aligned (face crops: FFHQ-aligned for StyleMask, VoxCeleb crops for the others)",
             )
             gr.Examples(
                 [[asset("astronaut.png"), asset("camera.png")], [asset("camera.png"), asset("astronaut.png")]],
@@ -130,6 +158,13 @@ def build() -> None:
                     video_files = gr.File(label="Download MP4s", file_count="multiple", interactive=False)
             stages = gr.Gallery(label="Aligned crops and inversions", columns=5, height=180)
             details = gr.JSON(label="Details (mode, weights, notices)", max_height=300)
+            with gr.Accordion("GAN directions: move one direction at a time (no driving face)", open=False):
+                sliders = [
+                    gr.Slider(-limit, limit, value=0.0, step=limit / 30, label=label) for label, limit in SLIDERS
+                ]
+                run_dirs = gr.Button("Move the source", elem_id="directions-run")
+                moved = gr.Image(label="Source moved along the directions", interactive=False, format="png",
+                                 elem_id="directions-result")
     options = [engine, truncate, paste_back, aligned]
     # Show the matching result tab first (UI only: not part of the API).
     run_image.click(lambda: gr.Tabs(selected="photo"), None, result_tabs, api_visibility="private", queue=False)
@@ -148,3 +183,7 @@ def build() -> None:
         api_name="reenact_video",
         **GPU_EVENT,
     )
+    direction_inputs = [source, truncate, aligned, *sliders]
+    run_dirs.click(move_directions, direction_inputs, [moved, details], api_name="move_directions", **GPU_EVENT)
+    for slider in sliders:  # live: re-rendered on release, the inversion is cached
+        slider.release(move_directions, direction_inputs, [moved, details], api_visibility="private", **GPU_EVENT)

@@ -66,7 +66,7 @@ def test_model_caches_are_keyed_by_dtype(monkeypatch):
         generator=types.SimpleNamespace(style_sections=[512, 256]),
     )
     monkeypatch.setattr(inversion, "get_models", lambda: fake_inv)
-    monkeypatch.setattr(r, "_cached_mask_net", lambda *key: calls.append(key) or ("net", True))
+    monkeypatch.setattr(r.stylemask, "_cached_mask_net", lambda *key: calls.append(key) or ("net", True))
     assert r.get_models().mask_net == "net"
     assert calls[-1] == (standin_enabled(), "cpu", (512, 256), torch.float16)
 

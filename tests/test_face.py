@@ -82,10 +82,12 @@ def test_square_and_vox_crops():
     img = _textured()
     assert square_crop(img, (100, 100, 60, 80), size=224).shape == (224, 224, 3)
     vox = align_vox(img, (100, 100, 60, 80), 256)
-    # The vox crop is 1.8x the long side of the box, axis aligned.
+    # The official VoxCeleb crop: a square twice the landmark extent (80, estimated from the box),
+    # centred a sixth of it (13) above the centre of the landmark box (the detector box moved down 5 %).
     corners = vox.quad
-    assert corners[2, 0] - corners[0, 0] == pytest.approx(80 * 1.8)
-    assert corners[0, 0] == corners[1, 0]
+    assert corners[2, 0] - corners[0, 0] == 160 and corners[0, 0] == corners[1, 0]
+    assert tuple(corners[0]) == (130 - 80, 144 - 13 - 80)
+    assert vox.image.size == (256, 256)
 
 
 # --- real detection with YuNet (../shared/weights) ----------------------------------
@@ -188,3 +190,14 @@ def test_retinaface_wrong_layout_is_a_checkpoint_error(retinaface_mirror):
     torch.save({"module.body.conv1.weight": torch.zeros(1)}, retinaface_mirror / "detection_Resnet50_Final.pth")
     with pytest.raises(CheckpointError, match="The RetinaFace ResNet-50 checkpoint does not match the expected layout"):
         get_detector("retinaface")
+
+
+def test_vox_crop_from_68_landmarks_is_the_official_box():
+    """``crop_using_landmarks``: centre rounded, size = int(long extent), centre moved up size // 6, side 2·size."""
+    from backends.face.align import vox_crop_box
+
+    pts = np.array([[50.4, 75.5], [211.6, 210.2], [120.0, 140.0]])
+    assert vox_crop_box(pts) == (131 - 161, 143 - 26 - 161, 131 + 161, 143 - 26 + 161)
+    img = _textured()
+    out = align_vox(img, None, 256, landmarks68=pts)  # partly outside the photo: padded, then resized
+    assert out.image.size == (256, 256) and out.matrix[0, 0] == pytest.approx(256 / 322)

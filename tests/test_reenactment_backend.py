@@ -8,7 +8,7 @@ from PIL import Image
 
 from backends import inversion
 from backends import reenactment as r
-from backends.errors import InputError, MethodUnavailableError, NoFaceError, VideoError
+from backends.errors import InputError, MissingWeightsError, NoFaceError, VideoError
 from backends.media import read_video, write_video
 from backends.standin import enable_standin
 from tests.media_factories import corrupt_video, zero_frame_video
@@ -116,8 +116,14 @@ def test_missing_inputs_and_other_engines(astronaut):
         r.reenact_images(None, astronaut)
     with pytest.raises(InputError, match="Please upload a driving photo"):
         r.reenact_images(astronaut, None)
-    with pytest.raises(MethodUnavailableError, match="HyperReenact"):
-        r.reenact_images(astronaut, astronaut, engine="hyperreenact")
+    # An engine whose host-supplied weights are missing is refused with the reason, never swapped.
+    enable_standin(False)
+    try:
+        missing = r"^Missing weights: stylegan-voxceleb\.pt .*Also missing: .*deca_model\.tar"
+        with pytest.raises(MissingWeightsError, match=missing):
+            r.reenact_images(astronaut, astronaut, engine="hyperreenact")
+    finally:
+        enable_standin(True)
     with pytest.raises(InputError, match="Unknown reenactment engine"):
         r.reenact_images(astronaut, astronaut, engine="magic")
 

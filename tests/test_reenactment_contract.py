@@ -136,15 +136,8 @@ def test_failed_requests_leave_no_results_folder(client, files, tmp_path, monkey
     assert made == []
 
 
-def test_missing_driving_and_coming_engines(client, files):
+def test_missing_driving(client, files):
+    # The other engines' contracts (stand-in HyperReenact and GAN directions) are in
+    # tests/test_reenactment_engines_contract.py.
     with pytest.raises(AppError, match="^Please upload a driving photo"):
         client.predict(handle_file(files["source"]), None, "stylemask", True, False, api_name="/reenact_image")
-    with pytest.raises(AppError, match=r"^HyperReenact \(.*\) is not available yet"):
-        client.predict(
-            handle_file(files["source"]),
-            handle_file(files["driving"]),
-            "hyperreenact",
-            True,
-            False,
-            api_name="/reenact_image",
-        )

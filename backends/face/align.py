@@ -93,13 +93,17 @@ def square_quad(box: tuple[float, float, float, float], scale: float, shift_y: f
     return np.array([[cx - half, cy - half], [cx - half, cy + half], [cx + half, cy + half], [cx + half, cy - half]])
 
 
-def align_vox(rgb: np.ndarray, box: tuple[float, float, float, float], size: int = 256) -> AlignedFace:
-    """A VoxCeleb-style crop: an axis-aligned square about 1.8× the face box, a little above its centre.
+def align_vox(rgb: np.ndarray, box: tuple[float, float, float, float], size: int = 256,
+              landmarks68: np.ndarray | None = None) -> AlignedFace:
+    """The VoxCeleb-style crop HyperReenact and the GAN-directions model were trained on (no rotation).
 
-    VoxCeleb frames show the whole head with some shoulders; HyperReenact's generator was
-    trained on such crops, so its inputs are framed the same way (no rotation).
+    The official preprocessing (``crop_using_landmarks``) crops a square twice the 68-landmark extent,
+    centred a sixth of that extent above the landmarks' centre, and resizes it bicubically. With
+    ``landmarks68`` this is reproduced exactly; from a detector box the landmark extent is estimated
+    (:func:`vox_box_from_face`).
     """
-    return warp_crop(np.asarray(rgb), square_quad(box, 1.8, shift_y=-0.05), size)
+    crop_box = vox_crop_box(landmarks68) if landmarks68 is not None else vox_box_from_face(box)
+    return crop_box_resized(np.asarray(rgb), crop_box, size)
 
 
 def square_crop(rgb: np.ndarray, box: tuple[float, float, float, float], scale: float = 1.25,
@@ -136,3 +140,130 @@ def _feather_mask(size: int, feather: float) -> np.ndarray:
     one_d = np.clip(edge / ramp, 0.0, 1.0)
     one_d = one_d * one_d * (3.0 - 2.0 * one_d)  # smoothstep
     return np.outer(one_d, one_d).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- similarity fits and the VoxCeleb crop
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 3×3 least-squares similarity (rotation, uniform scale, translation) mapping ``src`` onto ``dst``.
+
+    Umeyama's closed form, which is what ``skimage.transform.estimate_transform('similarity', src, dst)``
+    computes; the official HyperReenact and DECA crops are defined through it. Points are (x, y) rows.
+    """
+    # Like the reference, each point set keeps its own precision (float32 landmarks give float32
+    # means), integers become float64; the parity of the official crops depends on it.
+    src, dst = np.asarray(src), np.asarray(dst)
+    src = src if np.issubdtype(src.dtype, np.floating) else src.astype(np.float64)
+    dst = dst if np.issubdtype(dst.dtype, np.floating) else dst.astype(np.float64)
+    n, dim = src.shape
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = dst_c.T @ src_c / n
+    d = np.ones(dim)
+    if np.linalg.det(cov) < 0:
+        d[-1] = -1
+    u, s, vt = np.linalg.svd(cov)
+    rank = np.linalg.matrix_rank(cov)
+    out = np.eye(dim + 1)
+    if rank == 0:
+        raise InputError("The face landmarks are degenerate; the face cannot be aligned.")
+    if rank == dim - 1:
+        # Collinear points: the reference keeps a proper rotation and does not flip d for good.
+        if np.linalg.det(u) * np.linalg.det(vt) > 0:
+            out[:dim, :dim] = u @ vt
+        else:
+            d_r = d.copy()
+            d_r[-1] = -1
+            out[:dim, :dim] = u @ np.diag(d_r) @ vt
+    else:
+        out[:dim, :dim] = u @ np.diag(d) @ vt
+    # Same operation order as the reference (1/var first: float32 points keep a float32 reciprocal).
+    scale = 1.0 / src_c.var(axis=0).sum() * (s @ d)
+    out[:dim, dim] = dst_mean - scale * (out[:dim, :dim] @ src_mean)
+    out[:dim, :dim] *= scale
+    return out
+
+
+def vox_crop_box(landmarks68: np.ndarray) -> tuple[int, int, int, int]:
+    """The official VoxCeleb crop box (x1, y1, x2, y2), exclusive, from 68 landmarks.
+
+    HyperReenact's and the GAN-directions repo's ``crop_using_landmarks``: the centre of the landmarks'
+    bounding box (rounded), moved up by a sixth of the box's long side (integer division), and a square
+    of twice that long side around it.
+    """
+    pts = np.asarray(landmarks68, dtype=np.float64).reshape(-1, 2)
+    center = np.round((pts.min(0) + pts.max(0)) / 2).astype(int)
+    extent = pts.max(0) - pts.min(0)
+    size = int(max(extent[0], extent[1]))
+    center[1] -= size // 6
+    return int(center[0] - size), int(center[1] - size), int(center[0] + size), int(center[1] + size)
+
+
+def landmark_box_from_face(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """An estimate of the 68-landmark box (left, top, right, bottom) from a detector box (x, y, w, h).
+
+    The official VoxCeleb and DECA crops are built from the 68-landmark extent (brows to chin, jaw to
+    jaw). A YuNet-style box spans about the same width and reaches a little higher (forehead), so it
+    stands in for that extent, moved down by 5 % of its height.
+    """
+    x, y, w, h = (float(v) for v in box)
+    shift = 0.05 * h
+    return x, y + shift, x + w, y + h + shift
+
+
+def vox_box_from_face(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """The VoxCeleb crop box estimated from a detector box when 68 landmarks are not at hand."""
+    left, top, right, bottom = landmark_box_from_face(box)
+    return vox_crop_box(np.array([[left, top], [right, bottom]]))
+
+
+def map_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points (x, y) through a 2×3 affine matrix (photo -> crop coordinates)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    return pts @ np.asarray(matrix, dtype=np.float64)[:, :2].T + np.asarray(matrix, dtype=np.float64)[:, 2]
+
+
+def crop_box_resized(rgb: np.ndarray, crop_box: tuple[int, int, int, int], size: int = 256) -> AlignedFace:
+    """Cut an integer box out of the photo (padding outside it as the official crop does) and resize it.
+
+    Outside the photo the official ``pad_img_to_fit_bbox`` reflects the borders, then fades them toward a
+    blurred copy and the median colour; the square is resized with PIL's bicubic filter.
+    """
+    rgb = np.asarray(rgb)
+    h, w = rgb.shape[:2]
+    x1, y1, x2, y2 = crop_box
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        raise InputError("The face is too small to crop.")
+    if x1 < 0 or y1 < 0 or x2 > w or y2 > h:
+        patch = _padded_patch(rgb, crop_box)
+    else:
+        patch = rgb[y1:y2, x1:x2]
+    image = Image.fromarray(np.ascontiguousarray(patch).astype(np.uint8)).resize((size, size), Image.BICUBIC)
+    scale = size / float(x2 - x1)
+    matrix = np.array([[scale, 0.0, -x1 * scale], [0.0, size / float(y2 - y1), -y1 * size / float(y2 - y1)]])
+    quad = np.array([[x1, y1], [x1, y2], [x2, y2], [x2, y1]], dtype=np.float64)
+    return AlignedFace(image=image, matrix=matrix, size=size, quad=quad)
+
+
+def _padded_patch(rgb: np.ndarray, crop_box: tuple[int, int, int, int]) -> np.ndarray:
+    """The official out-of-photo padding: reflect, then blend toward a blur and the median near the edges."""
+    h, w = rgb.shape[:2]
+    x1, y1, x2, y2 = crop_box
+    top, bottom, left, right = -min(0, y1), max(y2 - h, 0), -min(0, x1), max(x2 - w, 0)
+    img = cv2.copyMakeBorder(rgb, top, bottom, left, right, cv2.BORDER_REFLECT)
+    y2, y1, x2, x1 = y2 + top, y1 + top, x2 + left, x1 + left
+    pad = np.array([max(-crop_box[0], 0), max(-crop_box[1], 0), max(crop_box[2] - w, 0), max(crop_box[3] - h, 0)],
+                   dtype=np.float32)
+    pad[pad == 0] = 1e-10
+    hh, ww = img.shape[:2]
+    yy, xx = np.ogrid[:hh, :ww]
+    xx, yy = xx.astype(np.float32)[..., None], yy.astype(np.float32)[..., None]
+    mask = np.maximum(1.0 - np.minimum(xx / pad[0], (ww - 1 - xx) / pad[2]),
+                      1.0 - np.minimum(yy / pad[1], (hh - 1 - yy) / pad[3]))
+    img = img.astype(np.float32)
+    # scipy.ndimage.gaussian_filter(sigma 5, truncate 4, 'reflect') == a 41-tap Gaussian with reflected borders.
+    blurred = cv2.GaussianBlur(img, (41, 41), 5.0, borderType=cv2.BORDER_REFLECT)
+    img += (blurred - img) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+    img += (np.median(img, axis=(0, 1)) - img) * np.clip(mask, 0.0, 1.0)
+    return img[y1:y2, x1:x2]

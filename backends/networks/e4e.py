@@ -195,7 +195,8 @@ def _count_styles(state_dict: Mapping[str, torch.Tensor]) -> int:
     return len(indices)
 
 
-def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], what: str = "e4e encoder") -> Encoder4Editing:
+def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], what: str = "e4e encoder",
+                            assign: bool = False) -> Encoder4Editing:
     """An eval-mode CPU ``Encoder4Editing`` loaded strictly from prefix-free keys; ``n_styles`` is read from them.
 
     Also serves checkpoints without the ``encoder.`` prefix (HyperReenact's
@@ -206,6 +207,9 @@ def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], what: str = 
         raise CheckpointError(f"The {what} checkpoint holds no 'styles.*' tensors; it is not an e4e encoder.")
     with torch.device("meta"):
         encoder = Encoder4Editing(n_styles=n_styles)
+    if assign:  # take the checkpoint's tensors over: no second copy of ~0.8 GB
+        load_state_dict_strict(encoder, state_dict, what, assign=True)
+        return encoder.eval()
     # Allocate without the random init (~267 M values): everything is overwritten by the load.
     encoder = encoder.to_empty(device="cpu")
     load_state_dict_strict(encoder, state_dict, what)
@@ -323,3 +327,47 @@ def standin_checkpoint_e4e_ffhq(base_seed: int = 0) -> dict[str, Any]:
             state_dict[name] = seeded_tensor(name, tuple(value.shape), init, base_seed, value.dtype)
     latent_avg = seeded_tensor("latent_avg", (18, STYLE_DIM), Init("normal", 0.5), base_seed)
     return {"state_dict": state_dict, "latent_avg": latent_avg, "opts": standin_opts(1024)}
+
+
+# --------------------------------------------------------------------------- the VoxCeleb e4e (HyperReenact)
+
+VOX_STYLES = 14  # 256-px VoxCeleb generator
+
+
+def load_e4e_voxceleb_checkpoint(obj_or_path: str | Path | Mapping[str, Any]) -> E4EInverter:
+    """The e4e of the VoxCeleb generator from ``e4e-voxceleb.pt`` (a path or the loaded dict).
+
+    The file is ``{'e': <bare Encoder4Editing state dict, no prefix, 14 styles>}`` and, unlike the FFHQ
+    e4e, carries no ``latent_avg``: the official HyperReenact and GAN-directions code feed the raw
+    encoder output to the generator. The returned inverter therefore adds a zero average, so
+    ``invert`` gives exactly those raw codes.
+    """
+    ckpt = safe_load(obj_or_path, what="e4e VoxCeleb") if isinstance(obj_or_path, (str, Path)) else obj_or_path
+    if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("e"), Mapping):
+        keys = sorted(map(str, ckpt))[:8] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+        raise CheckpointError(
+            f"The e4e VoxCeleb checkpoint has no 'e' state dict (found: {keys}); expected e4e-voxceleb.pt.")
+    encoder = encoder_from_state_dict(ckpt["e"], "e4e VoxCeleb encoder", assign=True)
+    if encoder.n_styles != VOX_STYLES:
+        raise CheckpointError(
+            f"The e4e VoxCeleb checkpoint has {encoder.n_styles} style blocks; the 256-px generator needs "
+            f"{VOX_STYLES}.")
+    return E4EInverter(encoder, torch.zeros(VOX_STYLES, STYLE_DIM)).eval()
+
+
+def standin_checkpoint_e4e_voxceleb(base_seed: int = 0) -> dict[str, Any]:
+    """A real-size stand-in ``e4e-voxceleb.pt``: ``{'e': bare state dict, 14 styles}`` (~209 M values).
+
+    Same per-tensor rule as the FFHQ stand-in, seeded by the unprefixed key, so with base_seed 0 it
+    equals the hyperreenact fixture's e4e manifest.
+    """
+    with torch.device("meta"):
+        template = Encoder4Editing(n_styles=VOX_STYLES).state_dict()
+    state_dict: dict[str, torch.Tensor] = {}
+    for key, value in template.items():
+        init = _e4e_init("encoder." + key, tuple(value.shape))
+        if init is None:
+            state_dict[key] = torch.zeros(value.shape, dtype=value.dtype)
+        else:
+            state_dict[key] = seeded_tensor(key, tuple(value.shape), init, base_seed, value.dtype)
+    return {"e": state_dict}
