@@ -24,3 +24,44 @@ def shared_weights() -> Path:
     if not SHARED_WEIGHTS.is_dir():
         pytest.skip(f"real test weights not found at {SHARED_WEIGHTS}")
     return SHARED_WEIGHTS
+
+
+RELEASE_ABOVE_MB = float(os.environ.get("FACELAB_TEST_RELEASE_MB", "8000"))
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def release_model_caches() -> None:
+    """Forget every cached model of the backends (lru caches and the modules' own clear_caches)."""
+    import gc
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("backends"):
+            continue
+        for value in list(vars(module).values()):
+            if callable(getattr(value, "cache_clear", None)) and getattr(value, "__module__", "") == name:
+                value.cache_clear()
+        clear = getattr(module, "clear_caches", None)
+        if callable(clear) and getattr(clear, "__module__", "") == name:
+            clear()
+    gc.collect()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bounded_model_memory():
+    """The suite runs in one process and each tab caches its real-size models: when a test module leaves
+    the process above FACELAB_TEST_RELEASE_MB (8 GB), the caches are released so that the whole suite
+    fits CI's 24 GB. Below it, later modules reuse the loaded models (loading costs seconds each)."""
+    yield
+    if _rss_mb() > RELEASE_ABOVE_MB:
+        release_model_caches()
