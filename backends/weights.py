@@ -161,6 +161,7 @@ REGISTRY: dict[str, Checkpoint] = {
                 Source(url=f"{_GH}/FacePerceiver/FaRL/releases/download/pretrained_weights/"
                        "FaRL-Base-Patch16-LAIONFace20M-ep64.pth"),
             ),
+            standin="backends.networks.farl:standin_checkpoint_farl",
         ),
         Checkpoint(
             key="yunet",
