@@ -67,7 +67,6 @@ def test_missing_upload(client):
     [
         ("/edit_latent_path", (None, "smile", 3), "ContraCLIP"),
         ("/pos_remove_theme", ("a cat", "Van Gogh", 0), "PoS subspaces"),
-        ("/anonymize", (None, 0.0, 50), "FALCO"),
     ],
 )
 def test_unfinished_tabs_say_so(client, api_name, args, method):
