@@ -410,19 +410,27 @@ def build_pool(models: FalcoModels, variant: Variant = OFFICIAL, size: int | Non
             return FakePool(seeds[:size], feats[:size], POOL_PSI, path)
         start = time.perf_counter()
         folder.mkdir(parents=True, exist_ok=True)
-        done = len(seeds)
-        while done < size:
-            batch = list(range(done, min(size, done + POOL_BATCH)))
-            with torch.no_grad():
-                images = models.generator.synthesis(fake_wplus(models.generator, batch))
-                new = pool_features(models.farl, images, from_pm1=True, variant=variant).cpu().numpy()
-            seeds = np.concatenate([seeds, np.asarray(batch, np.int64)])
-            feats = new.astype(np.float32) if feats is None else np.concatenate([feats, new.astype(np.float32)])
-            done = len(seeds)
-            _save_npz(path, seeds=seeds, features=feats)
-            if progress is not None:
-                progress(done / size, f"building the fake pool: {done}/{size} faces (once, then cached)")
+        seeds, feats = _extend_pool(models, variant, seeds, feats, size, path, progress)
         return FakePool(seeds, feats, POOL_PSI, path, time.perf_counter() - start)
+
+
+@gpu_task(duration=300)
+def _extend_pool(models: FalcoModels, variant: Variant, seeds: np.ndarray, feats: np.ndarray | None, size: int,
+                 path: Path, progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray]:
+    """Render and embed the missing fakes in batches, saving after each batch (so a build can resume)."""
+    done = len(seeds)
+    while done < size:
+        batch = list(range(done, min(size, done + POOL_BATCH)))
+        with torch.no_grad():
+            images = models.generator.synthesis(fake_wplus(models.generator, batch))
+            new = pool_features(models.farl, images, from_pm1=True, variant=variant).cpu().numpy()
+        seeds = np.concatenate([seeds, np.asarray(batch, np.int64)])
+        feats = new.astype(np.float32) if feats is None else np.concatenate([feats, new.astype(np.float32)])
+        done = len(seeds)
+        _save_npz(path, seeds=seeds, features=feats)
+        if progress is not None:
+            progress(done / size, f"building the fake pool: {done}/{size} faces (once, then cached)")
+    return seeds, feats
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
