@@ -54,7 +54,7 @@ from PIL import Image
 from torch import nn
 
 from .device import get_device, gpu_task
-from .errors import FaceLabError, InputError
+from .errors import FaceLabError, InputError, NoFaceError
 from .face import paste_back
 from .inversion import Inversion, invert_photo
 from .networks import farl as farl_net
@@ -644,6 +644,21 @@ def list_images(in_dir: Path) -> list[Path]:
     return sorted(p for p in in_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def output_names(names: Sequence[str]) -> dict[str, Path]:
+    """``dir/name.png`` for each input; ``dir/name_ext.png`` where two inputs share a folder and a stem."""
+    stems: dict[Path, int] = {}
+    for name in names:
+        key = Path(name).with_suffix("")
+        stems[key] = stems.get(key, 0) + 1
+    out = {}
+    for name in names:
+        path = Path(name)
+        clash = stems[path.with_suffix("")] > 1
+        out[name] = path.with_name(f"{path.stem}_{path.suffix.lstrip('.').lower()}.png") if clash \
+            else path.with_suffix(".png")
+    return out
+
+
 def _read_report(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
@@ -680,6 +695,7 @@ def anonymize_folder(in_dir: str | Path, out_dir: str | Path, *, progress: Progr
     if not images:
         raise InputError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) were found in {in_dir}.")
     names = [str(p.relative_to(in_dir)) for p in images]
+    targets = output_names(names)
     results = {name: done[name] for name in names if name in done}
 
     def rows() -> list[dict[str, str]]:
@@ -691,7 +707,7 @@ def anonymize_folder(in_dir: str | Path, out_dir: str | Path, *, progress: Progr
         if rel in done:
             continue
         start = time.perf_counter()
-        target = out_dir / Path(rel).with_suffix(".png")
+        target = out_dir / targets[rel]
         row = {"file": rel, "status": "ok", "identity_cosine": "", "attribute_similarity": "", "output": "",
                "seconds": "", "message": ""}
 
@@ -701,8 +717,8 @@ def anonymize_folder(in_dir: str | Path, out_dir: str | Path, *, progress: Progr
 
         try:
             res = anonymize_photo(path, progress=inner, **options)
-        except FaceLabError as exc:
-            row.update(status="no_face" if "No face" in str(exc) else "failed", message=str(exc))
+        except InputError as exc:  # this file's problem; missing weights and the like stop the run
+            row.update(status="no_face" if isinstance(exc, NoFaceError) else "failed", message=str(exc))
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             res.pasted.save(target)

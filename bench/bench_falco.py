@@ -6,7 +6,8 @@ Run from the repository root:
 Prints a markdown table: loading the three networks (genforce G-1024, ArcFace IR-SE50, FaRL
 ViT-B/16), building the fake pool (reported per 100 faces), and one photo (the astronaut:
 alignment + e4e inversion + neighbour search + ``--steps`` optimisation steps + final render
-and paste-back), with the median time per optimisation step and the peak memory. Stand-in
+and paste-back), with the median time per optimisation step and the peak memory. YuNet comes
+from $FACELAB_WEIGHTS_DIR (default ../shared/weights). Stand-in
 weights cost exactly what the real ones do; the numbers say nothing about image quality.
 
 On a 2-core CPU one step is about a minute, so ``--steps 3 --pool 8`` (≈ 6 min) gives the
@@ -27,7 +28,10 @@ from pathlib import Path
 import torch
 from _common import memory_rows, print_table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("FACELAB_WEIGHTS_DIR", str(REPO.parent / "shared" / "weights"))  # YuNet
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from backends import falco  # noqa: E402 (needs the sys.path line above)
 from backends.device import force_device  # noqa: E402

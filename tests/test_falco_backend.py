@@ -281,6 +281,24 @@ def test_folder_cli_reports_resumes_and_leaves_the_input_alone(photo_dir, tmp_pa
     assert _tree_digest(photo_dir) == before
 
 
+def test_output_names_avoid_clashes() -> None:
+    names = ["a.jpg", "a.png", "sub/a.jpg", "b.webp"]
+    assert {k: str(v) for k, v in falco.output_names(names).items()} == {
+        "a.jpg": "a_jpg.png", "a.png": "a_png.png", "sub/a.jpg": "sub/a.png", "b.webp": "b.png"}
+
+
+def test_missing_weights_stop_a_folder_run(photo_dir, tmp_path, monkeypatch) -> None:
+    from backends.errors import MissingWeightsError
+
+    def missing(path, **options):
+        raise MissingWeightsError("Missing weights: FaRL.")
+
+    monkeypatch.setattr(falco, "anonymize_photo", missing)
+    with pytest.raises(MissingWeightsError):
+        falco.anonymize_folder(photo_dir, tmp_path / "out")
+    assert falco.main([str(photo_dir), str(tmp_path / "out")]) == 2
+
+
 def test_folder_errors(photo_dir, tmp_path) -> None:
     with pytest.raises(InputError, match="must not be inside the input folder"):
         falco.anonymize_folder(photo_dir, photo_dir / "out")
