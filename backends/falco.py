@@ -75,7 +75,7 @@ LR_MILESTONES = (0.75, 0.9)  # fractions of the steps, as anonymize.py's int(0.7
 POOL_PSI = 0.7
 POOL_SIZE = {"cpu": 256, "cuda": 4096}  # FACELAB_FALCO_POOL_SIZE overrides
 POOL_SIZE_ENV = "FACELAB_FALCO_POOL_SIZE"
-POOL_BATCH = 4
+POOL_BATCH = {"cpu": 1, "cuda": 16}  # a batch of 1024 renders costs ~1 GB each on CPU and buys nothing there
 MAX_STEPS = 200
 MAX_CANDIDATES = 16
 VARIANTS = ("official", "corrected")
@@ -227,18 +227,24 @@ class StepRecord:
 def optimise(generator: Generator, loss: FalcoLoss, ref: Reference, latent: LatentCode, steps: int,
              lr: float = LEARNING_RATE, progress: ProgressFn | None = None,
              on_step: Callable[[int, LatentCode], None] | None = None,
-             max_steps: int | None = None) -> list[StepRecord]:
+             max_steps: int | None = None,
+             on_first_image: Callable[[torch.Tensor], None] | None = None) -> list[StepRecord]:
     """The official loop: zero_grad → G(latent) → losses → backward → Adam step → scheduler step.
 
     The generator renders with its constant noise and no truncation. Only the
     trainable rows receive gradients (the networks are used frozen). ``max_steps``
     stops early while keeping the schedule of ``steps`` (parity checks, benchmarks).
+    ``on_first_image`` receives the (detached) render of the starting latent, which
+    step 0 computes anyway.
     """
     optimizer, scheduler = make_optimizer(latent, steps, lr)
     history: list[StepRecord] = []
     for step in range(min(steps, max_steps or steps)):
         optimizer.zero_grad(set_to_none=True)
-        terms = loss(generator.synthesis(latent()), ref)
+        image = generator.synthesis(latent())
+        if step == 0 and on_first_image is not None:
+            on_first_image(image.detach())
+        terms = loss(image, ref)
         terms.total.backward(inputs=[latent.trainable])
         used_lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
@@ -420,7 +426,7 @@ def _extend_pool(models: FalcoModels, variant: Variant, seeds: np.ndarray, feats
     """Render and embed the missing fakes in batches, saving after each batch (so a build can resume)."""
     done = len(seeds)
     while done < size:
-        batch = list(range(done, min(size, done + POOL_BATCH)))
+        batch = list(range(done, min(size, done + POOL_BATCH.get(models.device.type, 1))))
         with torch.no_grad():
             images = models.generator.synthesis(fake_wplus(models.generator, batch))
             new = pool_features(models.farl, images, from_pm1=True, variant=variant).cpu().numpy()
@@ -550,10 +556,10 @@ def _anonymize_aligned(models: FalcoModels, inv: Inversion, pool: FakePool, vari
     latent = LatentCode(w_real, fake_wplus(g, [neighbour_seed], pool.psi).to(device))
     with torch.no_grad():
         inversion_img = g.synthesis(w_real)
-        start_img = g.synthesis(latent())
         cos_inv = float(loss(inversion_img, ref).cosine[0])
-        cos_start = float(loss(start_img, ref).cosine[0])
-    history = optimise(g, loss, ref, latent, steps, progress=progress)
+    first: list[torch.Tensor] = []
+    history = optimise(g, loss, ref, latent, steps, progress=progress, on_first_image=first.append)
+    start_img, cos_start = first[0], history[0].cos  # step 0 renders and scores the starting latent
     with torch.no_grad():
         final = g.synthesis(latent())
         terms = loss(final, ref)

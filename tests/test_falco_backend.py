@@ -99,6 +99,19 @@ def test_loss_falls_and_identity_cosine_moves_toward_the_margin(tiny) -> None:
         assert float(end.identity) < float(start.identity)
 
 
+def test_first_image_is_the_start_render(tiny) -> None:
+    real01, w_real, w_fake = _real_and_codes(tiny)
+    loss = falco.FalcoLoss(tiny.arcface, tiny.farl, 0.0)
+    latent = falco.LatentCode(w_real, w_fake)
+    with torch.no_grad():
+        start = tiny.generator.synthesis(latent())
+    first: list[torch.Tensor] = []
+    history = falco.optimise(tiny.generator, loss, loss.reference(real01), latent, 2, on_first_image=first.append)
+    assert len(first) == 1 and torch.equal(first[0], start)
+    with torch.no_grad():
+        assert history[0].cos == pytest.approx(float(loss(start, loss.reference(real01)).cosine[0]), abs=1e-6)
+
+
 def test_optimisation_is_deterministic(tiny) -> None:
     a, hist_a, *_ = _run(tiny, steps=4)
     b, hist_b, *_ = _run(tiny, steps=4)
@@ -114,7 +127,7 @@ def test_schedule_over_a_short_run(tiny) -> None:
 
 def test_corrected_variant_changes_the_ranges_the_networks_see(tiny) -> None:
     real01, w_real, w_fake = _real_and_codes(tiny)
-    anon = tiny.generator.synthesis(falco.LatentCode(w_real, w_fake)())
+    anon = tiny.generator.synthesis(falco.LatentCode(w_real, w_fake)()).detach()
     official = falco.FalcoLoss(tiny.arcface, tiny.farl, 0.0)
     corrected = falco.FalcoLoss(tiny.arcface, tiny.farl, 0.0, mixed_ranges=False)
     same_official = official(real01 * 2 - 1, official.reference(real01))
