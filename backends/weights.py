@@ -277,6 +277,7 @@ REGISTRY: dict[str, Checkpoint] = {
                        origin=_ORIGIN_FALCO + ", FARL"),
             ),
             expect_keys=("state_dict",),
+            standin="backends.networks.farl:standin_checkpoint_farl",
         ),
         Checkpoint(
             key="yunet",

@@ -66,7 +66,6 @@ def test_missing_upload(client):
     "api_name,args,method",
     [
         ("/pos_remove_theme", ("a cat", "Van Gogh", 0), "PoS subspaces"),
-        ("/anonymize", (None, 0.0, 50), "FALCO"),
     ],
 )
 def test_unfinished_tabs_say_so(client, api_name, args, method):

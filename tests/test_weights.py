@@ -654,7 +654,7 @@ def test_load_checkpoint_in_standin_mode_without_builder(isolated):
     enable_standin(True)
     try:
         with pytest.raises(MissingWeightsError, match="This network has no stand-in weights."):
-            weights.load_checkpoint("farl_ep64")
+            weights.load_checkpoint("yunet")  # detectors never have stand-ins
     finally:
         enable_standin(False)
 

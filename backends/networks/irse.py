@@ -24,6 +24,8 @@ from torch import nn
 from ..checkpoints import load_state_dict_strict, safe_load
 from ..errors import CheckpointError, InputError
 from ..standin import Init, standin_state_dict
+from .transforms import center_crop as _center_crop
+from .transforms import resize_shorter_side as _resize_shorter_side
 
 EMBEDDING_DIM = 512
 
@@ -235,25 +237,6 @@ def standin_checkpoint_ir_se50(base_seed: int = 0) -> dict[str, torch.Tensor]:
 
 FALCO_RESIZE = 256
 FALCO_CROP = (slice(35, 223), slice(32, 220))  # 188x188 face region of a 256 FFHQ-aligned image
-
-
-def _resize_shorter_side(x: torch.Tensor, size: int) -> torch.Tensor:
-    """torchvision ``Resize(size, antialias=True)`` on a float tensor: bilinear, shorter side to ``size``."""
-    h, w = x.shape[-2:]
-    short, long = (h, w) if h <= w else (w, h)
-    new_short, new_long = size, int(size * long / short)
-    out_hw = (new_short, new_long) if h <= w else (new_long, new_short)
-    if (h, w) == out_hw:
-        return x  # torchvision returns the input untouched when the size already matches
-    return F.interpolate(x, size=out_hw, mode="bilinear", align_corners=False, antialias=True)
-
-
-def _center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """torchvision ``CenterCrop(size)`` for inputs at least ``size`` on both sides."""
-    h, w = x.shape[-2:]
-    top = round((h - size) / 2.0)
-    left = round((w - size) / 2.0)
-    return x[..., top:top + size, left:left + size]
 
 
 def falco_resize_crop_256(img: torch.Tensor) -> torch.Tensor:
