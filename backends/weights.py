@@ -177,7 +177,7 @@ REGISTRY: dict[str, Checkpoint] = {
             key="stylegan2_ffhq1024",
             filename="stylegan2-ffhq-config-f.pt",
             title="StyleGAN2 FFHQ 1024 generator (rosinality format, g_ema)",
-            tabs=("reenactment",),
+            tabs=("reenactment", "latent_paths", "anonymization"),
             licence=_NC,
             sources=(
                 Source(hub_repo="aaronb/StyleGAN2", hub_path="stylegan2-ffhq-config-f.pt"),
@@ -220,7 +220,7 @@ REGISTRY: dict[str, Checkpoint] = {
             key="e4e_ffhq_encode",
             filename="e4e_ffhq_encode.pt",
             title="e4e encoder for FFHQ (Encoder4Editing, IR-SE50 backbone, 18 styles)",
-            tabs=("reenactment",),
+            tabs=("reenactment", "latent_paths", "anonymization"),
             licence="MIT (omertov/encoder4editing)",
             sources=(
                 Source(
@@ -688,10 +688,17 @@ def fix_command(entry: Checkpoint) -> str:
     return command + (f" (or `{CLI} fetch --tab {tab}` for the whole tab)" if tab else "")
 
 
+def _tab_words(tabs: Sequence[str]) -> str:
+    """("reenactment", "latent_paths") -> "reenactment and latent paths tabs"."""
+    names = [t.replace("_", " ") for t in tabs]
+    if len(names) == 1:
+        return f"{names[0]} tab"
+    return f"{', '.join(names[:-1])} and {names[-1]} tabs"
+
+
 def missing_message(entry: Checkpoint, reason: str = "") -> str:
     """The one message every missing checkpoint produces: the file, the tab, what was tried, how to get it."""
-    tabs = ", ".join(entry.tabs)
-    parts = [f"Missing weights: {entry.filename} ({entry.title}), needed by the {tabs} tab."]
+    parts = [f"Missing weights: {entry.filename} ({entry.title}), needed by the {_tab_words(entry.tabs)}."]
     if reason:
         parts.append(reason)
     if not entry.downloadable() and not _host_repo():

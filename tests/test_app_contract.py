@@ -93,7 +93,7 @@ def test_reenactment_without_weights_names_the_missing_file(client, astronaut_pn
     message = str(info.value)
     assert message.startswith(
         "Missing weights: stylegan2-ffhq-config-f.pt (StyleGAN2 FFHQ 1024 generator (rosinality format, g_ema)), "
-        "needed by the reenactment tab. Downloads are off (HF_HUB_OFFLINE=1)."
+        "needed by the reenactment, latent paths and anonymization tabs. Downloads are off (HF_HUB_OFFLINE=1)."
     )
     assert "--stand-in-weights" in message
 

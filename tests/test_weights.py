@@ -87,7 +87,8 @@ def test_missing_offline_names_file_tab_and_way(isolated):
     message = str(info.value)
     assert message.startswith(
         "Missing weights: e4e_ffhq_encode.pt (e4e encoder for FFHQ (Encoder4Editing, IR-SE50 backbone, 18 styles)), "
-        "needed by the reenactment tab. Downloads are off (HF_HUB_OFFLINE=1). No source was tried; unset "
+        "needed by the reenactment, latent paths and anonymization tabs. Downloads are off (HF_HUB_OFFLINE=1). "
+        "No source was tried; unset "
         "HF_HUB_OFFLINE to download. Run `python -m backends.weights fetch e4e_ffhq_encode` (or "
         "`python -m backends.weights fetch --tab reenactment` for the whole tab), or put the file in "
         "$FACELAB_WEIGHTS_DIR. Sources, in order: hf://AIRI-Institute/HairFastGAN/"

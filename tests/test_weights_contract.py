@@ -101,7 +101,8 @@ def test_failed_download_lists_sources_and_the_fix(client, online, server, astro
         )
     assert str(info.value).startswith(
         "Missing weights: stylegan2-ffhq-config-f.pt (StyleGAN2 FFHQ 1024 generator (rosinality format, g_ema)), "
-        f"needed by the reenactment tab. Every source failed, in the order tried: (1) {url} answered an HTML page "
+        f"needed by the reenactment, latent paths and anonymization tabs. Every source failed, in the order tried: "
+        f"(1) {url} answered an HTML page "
         "titled 'Google Drive - Quota exceeded' instead of the file; no source left. Run "
         "`python -m backends.weights fetch stylegan2_ffhq1024` (or `python -m backends.weights fetch --tab "
         "reenactment` for the whole tab), or put the file in $FACELAB_WEIGHTS_DIR."
