@@ -408,7 +408,9 @@ def _t2i_model(model_id: str, standin: bool, device: str) -> T2IModel:
 
 def t2i_model(model_id: str | None = None) -> T2IModel:
     """The cached text-to-image model (stand-in at real size when stand-in weights are on)."""
-    return _t2i_model(model_id or default_model_id(), standin_enabled(), str(get_device()))
+    model_id = model_id or default_model_id()
+    standin = True if model_id == TINY_ID else standin_enabled()
+    return _t2i_model(model_id, standin, str(get_device()))
 
 
 # --------------------------------------------------------------------------- learning
@@ -525,9 +527,13 @@ def nearest_words(query: torch.Tensor, learned: Learned, top: int = NEAREST) -> 
 
 
 def diagnose(text: str, theme: Theme, lam: float = DEFAULT_LAM, k: int = DEFAULT_K, geometry: str = "tangent",
-             max_words: int | None = -1, progress: Progress = _no_progress) -> Diagnostics:
-    """Energy of ``text`` in each subspace and its nearest words, before and after removing ``theme``."""
-    encoder = joint_encoder()
+             max_words: int | None = -1, progress: Progress = _no_progress,
+             encoder: WordEncoder | None = None) -> Diagnostics:
+    """Energy of ``text`` in each subspace and its nearest words, before and after removing ``theme``.
+
+    ``encoder`` defaults to the CLIP ViT-B/32 joint space (tests pass a tiny one).
+    """
+    encoder = encoder or joint_encoder()
     text, notices = check_prompt(text, encoder.tokenizer, what="text")
     cap = default_max_words("joint") if max_words == -1 else max_words
     learned = learn(encoder, theme, lam, geometry, cap, progress)
