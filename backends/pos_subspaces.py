@@ -342,8 +342,32 @@ def joint_encoder() -> JointSpaceEncoder:
     return _joint_encoder(standin_enabled(), str(get_device()))
 
 
+T2I_MODELS_ENV = "FACELAB_POS_T2I_MODELS"  # extra model ids the host lets visitors pick (comma separated)
+
+
 def default_model_id() -> str:
+    """The text-to-image model: ``$FACELAB_POS_T2I_MODEL``, else SD-Turbo."""
     return os.environ.get(T2I_MODEL_ENV, "").strip() or SD_TURBO_ID
+
+
+def allowed_model_ids() -> list[str]:
+    """The models the UI and API offer: the default, the host's extras, and the tiny wiring model when
+    stand-in weights are on. Anything else would make the server download a visitor's choice."""
+    ids = [default_model_id()]
+    ids += [m.strip() for m in os.environ.get(T2I_MODELS_ENV, "").split(",") if m.strip()]
+    if standin_enabled():
+        ids.append(TINY_ID)
+    return list(dict.fromkeys(ids))
+
+
+def check_model_id(model_id: str | None) -> str:
+    """``model_id`` if this server offers it (empty: the default), else an InputError."""
+    model_id = (model_id or "").strip() or default_model_id()
+    allowed = allowed_model_ids()
+    if model_id not in allowed:
+        raise InputError(f"The text-to-image model '{model_id}' is not offered here. Choose one of: "
+                         f"{', '.join(allowed)}.")
+    return model_id
 
 
 @dataclass
