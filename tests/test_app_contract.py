@@ -12,7 +12,7 @@ from PIL import Image
 from tests.app_server import running_app
 
 ENDPOINTS = {
-    "/reenact_image", "/edit_latent_path", "/pos_remove_theme", "/anonymize",
+    "/reenact_image", "/edit_latent_path", "/pos_generate", "/pos_diagnose", "/anonymize",
     "/expression_video", "/expression_photo", "/align_face", "/models",
 }
 
@@ -66,7 +66,6 @@ def test_missing_upload(client):
     "api_name,args,method",
     [
         ("/edit_latent_path", (None, "smile", 3), "ContraCLIP"),
-        ("/pos_remove_theme", ("a cat", "Van Gogh", 0), "PoS subspaces"),
         ("/anonymize", (None, 0.0, 50), "FALCO"),
     ],
 )
