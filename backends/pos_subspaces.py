@@ -550,6 +550,16 @@ def nearest_words(query: torch.Tensor, learned: Learned, top: int = NEAREST) -> 
     return [(names[i], cats[i], round(float(v), 4)) for v, i in zip(best.values, best.indices, strict=True)]
 
 
+@gpu_task(duration=120)
+def _learn_and_encode(encoder: WordEncoder, text: str, theme: Theme, lam: float, k: int, geometry: str,
+                      cap: int | None, progress: Progress) -> tuple[Learned, int, torch.Tensor, torch.Tensor]:
+    """The GPU part of an analysis: the subspaces (vocabulary encoded the first time) and the text's embedding."""
+    learned = learn(encoder, theme, lam, geometry, cap, progress)
+    k = _check_k(k, learned)
+    z = encoder.encode([text])[0]
+    return learned, k, z, learned.subspaces.remove(z, THEME, k)[0]
+
+
 def diagnose(text: str, theme: Theme, lam: float = DEFAULT_LAM, k: int = DEFAULT_K, geometry: str = "tangent",
              max_words: int | None = -1, progress: Progress = _no_progress,
              encoder: WordEncoder | None = None) -> Diagnostics:
@@ -560,10 +570,7 @@ def diagnose(text: str, theme: Theme, lam: float = DEFAULT_LAM, k: int = DEFAULT
     encoder = encoder or joint_encoder()
     text, notices = check_prompt(text, encoder.tokenizer, what="text")
     cap = default_max_words("joint") if max_words == -1 else max_words
-    learned = learn(encoder, theme, lam, geometry, cap, progress)
-    k = _check_k(k, learned)
-    z = encoder.encode([text])[0]
-    removed = learned.subspaces.remove(z, THEME, k)[0]
+    learned, k, z, removed = _learn_and_encode(encoder, text, theme, lam, k, geometry, cap, progress)
     before = learned.subspaces.energy(z, k)
     after = learned.subspaces.energy(removed, k)
     unknown = unknown_words(theme.words, encoder.tokenizer)
@@ -626,7 +633,6 @@ def resolve_seed(seed: int | float | None) -> int:
     return seed
 
 
-@gpu_task(duration=60)
 def _run_pipeline(model: T2IModel, conditioning: torch.Tensor, negative: torch.Tensor | None, seed: int,
                   steps: int, progress: Progress) -> list[Image.Image]:
     """Both images in one batch, each from its own generator with the same seed (same starting noise)."""
@@ -654,19 +660,11 @@ def conditioning_pair(model: T2IModel, prompt: str, learned: Learned, k: int) ->
     return states, removed
 
 
-def generate(prompt: str, theme: Theme, lam: float = DEFAULT_LAM, k: int = DEFAULT_K, geometry: str = "tangent",
-             seed: int | None = 0, steps: int | None = None, model_id: str | None = None,
-             max_words: int | None = -1, progress: Progress = _no_progress) -> Generation:
-    """Generate ``prompt`` twice from the same seed: as written, and with the theme subspace removed."""
-    start = time.perf_counter()
-    progress(0.0, "Loading the text-to-image model")
-    model = t2i_model(model_id)
-    prompt, notices = check_prompt(prompt, model.encoder.tokenizer)
-    steps = model.default_steps if steps is None else int(steps)
-    if not 1 <= steps <= MAX_STEPS:
-        raise InputError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
-    seed = resolve_seed(seed)
-    cap = default_max_words("t2i") if max_words == -1 else max_words
+@gpu_task(duration=120)
+def _learn_and_draw(model: T2IModel, prompt: str, theme: Theme, lam: float, k: int, geometry: str,
+                    cap: int | None, seed: int, steps: int, progress: Progress
+                    ) -> tuple[Learned, int, float, list[Image.Image]]:
+    """The GPU part of a request: encode the vocabulary (first time only), remove the theme, draw both images."""
 
     def learn_progress(fraction: float, message: str) -> None:
         progress(0.6 * fraction, message)
@@ -683,6 +681,24 @@ def generate(prompt: str, theme: Theme, lam: float = DEFAULT_LAM, k: int = DEFAU
         progress(0.6 + 0.4 * fraction, message)
 
     images = _run_pipeline(model, torch.cat([states, removed]), negative, seed, steps, denoise_progress)
+    return learned, k, change, images
+
+
+def generate(prompt: str, theme: Theme, lam: float = DEFAULT_LAM, k: int = DEFAULT_K, geometry: str = "tangent",
+             seed: int | None = 0, steps: int | None = None, model_id: str | None = None,
+             max_words: int | None = -1, progress: Progress = _no_progress) -> Generation:
+    """Generate ``prompt`` twice from the same seed: as written, and with the theme subspace removed."""
+    start = time.perf_counter()
+    progress(0.0, "Loading the text-to-image model")
+    model = t2i_model(model_id)
+    prompt, notices = check_prompt(prompt, model.encoder.tokenizer)
+    steps = model.default_steps if steps is None else int(steps)
+    if not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"Steps must be between 1 and {MAX_STEPS}, got {steps}.")
+    seed = resolve_seed(seed)
+    cap = default_max_words("t2i") if max_words == -1 else max_words
+
+    learned, k, change, images = _learn_and_draw(model, prompt, theme, lam, k, geometry, cap, seed, steps, progress)
     all_notices = ([STANDIN_NOTICE] if model.standin else []) + model.notices + theme.notices + learned.notices
     return Generation(
         original=images[0], removed=images[1], prompt=prompt, theme=theme.name, seed=seed, steps=steps, k=k,
