@@ -85,7 +85,7 @@ SPACES = ("joint", "t2i")
 MAX_WORDS_ENV = "FACELAB_POS_MAX_WORDS"
 T2I_MAX_WORDS_ENV = "FACELAB_POS_T2I_MAX_WORDS"
 T2I_MODEL_ENV = "FACELAB_POS_T2I_MODEL"
-CPU_MAX_WORDS = {"joint": 1000, "t2i": 150}  # per category; the whole list on a GPU
+CPU_MAX_WORDS = {"joint": 500, "t2i": 100}  # per category (first request ≈ a minute on 2 cores); all on a GPU
 ENCODE_BATCH = 256
 
 DEFAULT_LAM = 0.5
