@@ -68,9 +68,11 @@ from .networks.text_to_image import (
     ClipBpeTokenizer,
     end_token_states,
     load_pretrained_pipeline,
+    load_tiny_autoencoder,
     pipeline_from_components,
     tiny_pipeline,
     token_states,
+    use_tiny_decoder,
 )
 from .standin import standin_enabled
 
@@ -85,6 +87,7 @@ SPACES = ("joint", "t2i")
 MAX_WORDS_ENV = "FACELAB_POS_MAX_WORDS"
 T2I_MAX_WORDS_ENV = "FACELAB_POS_T2I_MAX_WORDS"
 T2I_MODEL_ENV = "FACELAB_POS_T2I_MODEL"
+DECODER_ENV = "FACELAB_POS_DECODER"  # auto (TAESD on a CPU, the full VAE on a GPU), taesd or vae
 CPU_MAX_WORDS = {"joint": 500, "t2i": 100}  # per category (first request ≈ a minute on 2 cores); all on a GPU
 ENCODE_BATCH = 256
 
@@ -382,6 +385,35 @@ class T2IModel:
     guidance_scale: float
     standin: bool
     notices: list[str] = field(default_factory=list)
+    decoder: str = "vae"
+
+
+def decoder_choice(device: torch.device | None = None) -> str:
+    """``taesd`` or ``vae``: ``$FACELAB_POS_DECODER``, else TAESD on a CPU (the full VAE decoder is most of a
+    CPU request) and the full VAE on a GPU."""
+    choice = os.environ.get(DECODER_ENV, "auto").strip().lower() or "auto"
+    if choice not in {"auto", "taesd", "vae"}:
+        raise InputError(f"{DECODER_ENV} must be auto, taesd or vae, not '{choice}'.")
+    if choice == "auto":
+        return "vae" if (device or get_device()).type == "cuda" else "taesd"
+    return choice
+
+
+def _with_decoder(model: T2IModel, decoder: str, device: torch.device) -> T2IModel:
+    """Swap in TAESD when asked; without its weights keep the full VAE and say so."""
+    if decoder != "taesd":
+        return model
+    from .weights import load_checkpoint
+
+    try:
+        loaded = load_checkpoint("taesd")
+    except (MissingWeightsError, CheckpointError) as exc:
+        model.notices.append(f"The fast TAESD decoder is not available ({str(exc).split('.')[0]}); the full VAE "
+                             "decoder was used, which is slower on a CPU.")
+        return model
+    use_tiny_decoder(model.pipe, load_tiny_autoencoder(loaded.obj, device, get_dtype(device)))
+    model.decoder = "taesd"
+    return model
 
 
 def _load_real_pipeline(model_id: str, device: torch.device) -> Any:
@@ -403,10 +435,14 @@ def _load_real_pipeline(model_id: str, device: torch.device) -> Any:
 
 
 @functools.lru_cache(maxsize=1)
-def _t2i_model(model_id: str, standin: bool, device: str) -> T2IModel:
+def _t2i_model(model_id: str, standin: bool, device: str, decoder: str = "vae") -> T2IModel:
+    dev = torch.device(device)
+    return _with_decoder(_build_t2i_model(model_id, standin, dev), decoder, dev)
+
+
+def _build_t2i_model(model_id: str, standin: bool, dev: torch.device) -> T2IModel:
     from .weights import load_checkpoint
 
-    dev = torch.device(device)
     if model_id == TINY_ID:
         pipe = tiny_pipeline(device=dev)
         encoder = ConditioningEncoder(pipe, ClipBpeTokenizer(), "t2i-tiny", True)
@@ -433,8 +469,9 @@ def _t2i_model(model_id: str, standin: bool, device: str) -> T2IModel:
 def t2i_model(model_id: str | None = None) -> T2IModel:
     """The cached text-to-image model (stand-in at real size when stand-in weights are on)."""
     model_id = model_id or default_model_id()
-    standin = True if model_id == TINY_ID else standin_enabled()
-    return _t2i_model(model_id, standin, str(get_device()))
+    if model_id == TINY_ID:  # the wiring model keeps its own tiny VAE
+        return _t2i_model(model_id, True, str(get_device()), "vae")
+    return _t2i_model(model_id, standin_enabled(), str(get_device()), decoder_choice())
 
 
 # --------------------------------------------------------------------------- learning
@@ -606,6 +643,7 @@ class Generation:
     lam: float
     geometry: str
     model_id: str
+    decoder: str
     size: int
     seconds: float
     conditioning_change: float
@@ -616,7 +654,8 @@ class Generation:
     def to_dict(self) -> dict[str, Any]:
         return {
             "prompt": self.prompt, "theme": self.theme, "seed": self.seed, "steps": self.steps, "k": self.k,
-            "lam": self.lam, "geometry": self.geometry, "model_id": self.model_id, "size": self.size,
+            "lam": self.lam, "geometry": self.geometry, "model_id": self.model_id, "decoder": self.decoder,
+            "size": self.size,
             "seconds": round(self.seconds, 2), "conditioning_change": round(self.conditioning_change, 5),
             "words_per_category": self.words_per_category, "notices": self.notices, "standin": self.standin,
             "adaptation": ADAPTATION_NOTE,
@@ -702,7 +741,7 @@ def generate(prompt: str, theme: Theme, lam: float = DEFAULT_LAM, k: int = DEFAU
     all_notices = ([STANDIN_NOTICE] if model.standin else []) + model.notices + theme.notices + learned.notices
     return Generation(
         original=images[0], removed=images[1], prompt=prompt, theme=theme.name, seed=seed, steps=steps, k=k,
-        lam=float(lam), geometry=geometry, model_id=model.model_id, size=model.size,
+        lam=float(lam), geometry=geometry, model_id=model.model_id, decoder=model.decoder, size=model.size,
         seconds=time.perf_counter() - start, conditioning_change=change,
         words_per_category={category_label(c): len(ws) for c, ws in learned.words.items()},
         notices=all_notices + notices, standin=model.standin,

@@ -165,6 +165,15 @@ REGISTRY: dict[str, Checkpoint] = {
             params={"model_id": "stabilityai/sd-turbo", "steps": 1, "size": 512, "guidance_scale": 0.0},
         ),
         Checkpoint(
+            key="taesd",
+            filename="diffusion_pytorch_model.safetensors",
+            title="TAESD tiny autoencoder for SD latents (fast decoder of the PoS tab on CPU)",
+            tabs=("pos_subspaces",),
+            licence="MIT (madebyollin/taesd)",
+            sources=(Source(hub_repo="madebyollin/taesd", hub_path="diffusion_pytorch_model.safetensors"),),
+            standin="backends.networks.text_to_image:standin_checkpoint_taesd",
+        ),
+        Checkpoint(
             key="farl_ep64",
             filename="FaRL-Base-Patch16-LAIONFace20M-ep64.pth",
             title="FaRL ViT-B/16 face representation (epoch 64)",

@@ -1,7 +1,7 @@
 """Cost of the PoS-subspaces tab: vocabulary encoding, the decomposition, and one generation.
 
 Run from the repository root:
-    .venv/bin/python bench/bench_pos_subspaces.py [--words 512] [--steps 1] [--no-generation]
+    .venv/bin/python bench/bench_pos_subspaces.py [--words 512] [--steps 1] [--no-generation] [--parts t2i]
 
 Rows:
 * CLIP ViT-B/32 joint space (stand-in weights, real size): build time, word-encoding throughput with the
@@ -9,7 +9,8 @@ Rows:
 * the decomposition (both geometries) on synthetic unit vectors at the full vocabulary's size
   (112 219 / 18 021 / 7 295 / 3 910 words and a 52-word theme) in 512 and 1024 dimensions;
 * SD-Turbo (stand-in weights at the real size, 1.3 G parameters): build time, word-encoding throughput of its
-  text encoder, and one request: the prompt's states, the theme removed, both 512-px images from one seed.
+  text encoder, and one request: the prompt's states, the theme removed, both 512-px images from one seed,
+  decoded by the full VAE and by TAESD (the CPU default).
 Stand-in weights cost what the real ones do; the numbers say nothing about image quality.
 """
 
@@ -35,8 +36,11 @@ from backends.networks.pos_subspaces import decompose, normalise  # noqa: E402
 from backends.networks.text_to_image import (  # noqa: E402
     SD_TURBO,
     ClipBpeTokenizer,
+    load_tiny_autoencoder,
     pipeline_from_components,
-    standin_checkpoint_sd_turbo,  # noqa: E402
+    standin_checkpoint_sd_turbo,
+    standin_checkpoint_taesd,
+    use_tiny_decoder,  # noqa: E402
 )
 from backends.standin import enable_standin  # noqa: E402
 
@@ -113,14 +117,16 @@ def bench_generation(words: list[str], steps: int, skip: bool) -> list[tuple[str
     prompt = "a portrait of a woman in a sunlit garden, painted by Claude Monet"
     (states, removed), t_cond = timed(lambda: ps.conditioning_pair(model, prompt, learned, 8))
     cond = torch.cat([states, removed])
-    images, t_gen = timed(lambda: ps._run_pipeline(model, cond, None, 0, steps, lambda f, m: None))
-    one, t_one = timed(lambda: ps._run_pipeline(model, states, None, 0, steps, lambda f, m: None))
+    images, t_full = timed(lambda: ps._run_pipeline(model, cond, None, 0, steps, lambda f, m: None))
+    taesd = load_tiny_autoencoder(standin_checkpoint_taesd(), DEVICE)
+    use_tiny_decoder(pipe, taesd)
+    fast, t_fast = timed(lambda: ps._run_pipeline(model, cond, None, 0, steps, lambda f, m: None))
     rows += [
         (f"learn theme subspace ({per} words/part + 52 artists, tangent)", f"{t_learn:.1f} s"),
         ("prompt states + theme removal", f"{t_cond * 1000:.0f} ms"),
-        (f"generate original + theme removed, 512 px, {steps} step(s)", f"{t_gen:.1f} s"),
-        (f"generate one image, 512 px, {steps} step(s)", f"{t_one:.1f} s"),
-        ("image size", f"{images[0].size[0]}x{images[0].size[1]}"),
+        (f"generate original + theme removed, 512 px, {steps} step(s), full VAE decoder", f"{t_full:.1f} s"),
+        (f"generate original + theme removed, 512 px, {steps} step(s), TAESD decoder", f"{t_fast:.1f} s"),
+        ("image size (full VAE / TAESD)", f"{images[0].size[0]} / {fast[0].size[0]} px"),
     ]
     return rows
 
@@ -130,15 +136,20 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=512, help="words encoded in the joint-space row")
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--no-generation", action="store_true", help="skip the SD-Turbo generation rows")
+    parser.add_argument("--parts", default="joint,decomposition,t2i", help="comma-separated subset to run")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     enable_standin(True)
     os.environ["FACELAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="facelab_bench_")  # cold: no cached encodings
     words = sample_words(args.words)
     rows = [("device", f"{DEVICE} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")]
-    rows += bench_joint(words)
-    rows += bench_decomposition()
-    rows += bench_generation(words, args.steps, args.no_generation)
+    parts = set(args.parts.split(","))
+    if "joint" in parts:
+        rows += bench_joint(words)
+    if "decomposition" in parts:
+        rows += bench_decomposition()
+    if "t2i" in parts:
+        rows += bench_generation(words, args.steps, args.no_generation)
     rows += memory_rows(DEVICE)
     print_table(rows)
 

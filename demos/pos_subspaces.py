@@ -23,7 +23,8 @@ vocabulary words are nearest before and after the removal.
 *How the images are made (an adaptation):* the paper projects the pooled CLIP embedding that conditions
 its text-to-image model. Here the model is SD-Turbo (one to four steps), conditioned on its text encoder's
 token states; the theme subspace is learned on that encoder's states for the same words and removed from
-every token state of the prompt (each keeps its length). *Limits:* a theme that the content words imply
+every token state of the prompt (each keeps its length). On a CPU the images are decoded with TAESD, a
+tiny distilled decoder (faster, slightly softer). *Limits:* a theme that the content words imply
 can survive; on a CPU, a few thousand of the vocabulary words are used (the result says how many), and
 the first run of a theme spends time encoding them.
 """
@@ -67,7 +68,8 @@ def generate(prompt: str, preset: str, custom: str | None, lam: float, k: float,
     )
     show_notices(result.notices)
     status = (_status("Generated", result)
-              + f" · seed {result.seed} · {result.steps} step(s) · {result.model_id} · {result.seconds:.1f} s")
+              + f" · seed {result.seed} · {result.steps} step(s) · {result.model_id} (decoder {result.decoder})"
+              + f" · {result.seconds:.1f} s")
     return result.original, result.removed, result.seed, status, result.to_dict()
 
 

@@ -212,3 +212,28 @@ def test_cli_learn_and_generate(tmp_path, capsys):
     assert ps.main(["generate", "  ", "--model", TINY_ID]) == 1
     assert "error: Please enter a prompt" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "gen")
+
+
+def test_fast_decoder_choice_and_swap(monkeypatch):
+    from diffusers import AutoencoderTiny
+
+    monkeypatch.delenv(ps.DECODER_ENV, raising=False)
+    assert ps.decoder_choice(torch.device("cpu")) == "taesd" and ps.decoder_choice(torch.device("cuda")) == "vae"
+    monkeypatch.setenv(ps.DECODER_ENV, "fast")
+    with pytest.raises(InputError, match=r"^FACELAB_POS_DECODER must be auto, taesd or vae, not 'fast'\."):
+        ps.decoder_choice()
+    # Without TAESD weights the full VAE stays, with a notice.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("FACELAB_WEIGHTS_DIR", "/nonexistent")
+    monkeypatch.delenv("FACELAB_STAND_IN", raising=False)
+    cpu = torch.device("cpu")
+    kept = ps._with_decoder(ps._build_t2i_model(TINY_ID, True, cpu), "taesd", cpu)
+    assert kept.decoder == "vae" and kept.notices[-1].startswith("The fast TAESD decoder is not available")
+    # With (stand-in) TAESD weights the pipeline decodes the same latents with the tiny autoencoder: x8.
+    monkeypatch.setenv("FACELAB_STAND_IN", "1")
+    fast = ps._with_decoder(ps._build_t2i_model(TINY_ID, True, cpu), "taesd", cpu)
+    assert fast.decoder == "taesd" and isinstance(fast.pipe.vae, AutoencoderTiny)
+    assert fast.pipe.vae_scale_factor == 2  # latents keep the size the tiny UNet expects
+    states = fast.encoder.prompt_states(PROMPT)
+    image = ps._run_pipeline(fast, states, None, 0, 1, lambda f, m: None)[0]
+    assert image.size == (16 * 8, 16 * 8)  # 16x16 latents, TAESD upsamples by 8

@@ -11,6 +11,10 @@ no classifier-free guidance, 512 px). Its parts, as the diffusers folders store 
 * ``vae``: ``AutoencoderKL`` (128/256/512/512, scaling factor 0.18215);
 * ``scheduler``: Euler discrete with "trailing" timestep spacing.
 
+On a CPU the VAE decoder is most of the cost (≈ 2/3 of a 1-step request), so there the images are decoded
+with **TAESD** (``madebyollin/taesd``, MIT: a distilled tiny autoencoder for SD latents, 2.4 M parameters,
+diffusers ``AutoencoderTiny``), swapped in for ``vae`` after the pipeline is built.
+
 Also here, for offline use:
 
 * a **stand-in** pipeline built from these configs at the real size (1.3 G parameters) with seeded weights,
@@ -80,6 +84,14 @@ TINY_VAE_CONFIG: dict[str, Any] = {
     "block_out_channels": (32, 32), "down_block_types": ("DownEncoderBlock2D",) * 2,
     "up_block_types": ("UpDecoderBlock2D",) * 2, "norm_num_groups": 32, "sample_size": 32,
     "scaling_factor": 0.18215,
+}
+
+
+TAESD_CONFIG: dict[str, Any] = {  # madebyollin/taesd in diffusers format
+    "in_channels": 3, "out_channels": 3, "encoder_block_out_channels": (64, 64, 64, 64),
+    "decoder_block_out_channels": (64, 64, 64, 64), "act_fn": "relu", "latent_channels": 4,
+    "num_encoder_blocks": (1, 3, 3, 3), "num_decoder_blocks": (3, 3, 3, 1), "upsampling_scaling_factor": 2,
+    "latent_magnitude": 3, "latent_shift": 0.5, "scaling_factor": 1.0,
 }
 
 
@@ -190,6 +202,40 @@ def standin_components(spec: PipelineSpec = SD_TURBO, base_seed: int = 0) -> dic
     return out
 
 
+def _tiny_autoencoder(device: str | torch.device) -> nn.Module:
+    from diffusers import AutoencoderTiny
+
+    with torch.device(device):
+        return AutoencoderTiny(**TAESD_CONFIG)
+
+
+def standin_checkpoint_taesd(base_seed: int = 0) -> dict[str, torch.Tensor]:
+    """Stand-in for TAESD's ``diffusion_pytorch_model.safetensors`` (diffusers ``AutoencoderTiny`` keys)."""
+    module = _tiny_autoencoder("meta")
+    return {name: seeded_tensor(f"taesd.{name}", tuple(t.shape), _standin_init(name, t), base_seed, t.dtype)
+            for name, t in module.state_dict().items()}
+
+
+def load_tiny_autoencoder(state: Mapping[str, torch.Tensor], device: str | torch.device = "cpu",
+                          dtype: torch.dtype = torch.float32) -> nn.Module:
+    """TAESD (``AutoencoderTiny``) with ``state`` loaded strictly."""
+    module = _tiny_autoencoder("cpu")
+    load_state_dict_strict(module, state, "TAESD")
+    module.to(device=device)
+    if dtype != torch.float32:
+        module.to(dtype=dtype)
+    return module.eval().requires_grad_(False)
+
+
+def use_tiny_decoder(pipe: Any, autoencoder: nn.Module) -> Any:
+    """Decode with ``autoencoder`` (TAESD) instead of the full VAE. ``vae_scale_factor`` stays 8: the
+    latents are the same; only the decoder changes."""
+    scale = pipe.vae_scale_factor
+    pipe.vae = autoencoder
+    pipe.vae_scale_factor = scale
+    return pipe
+
+
 def standin_checkpoint_sd_turbo() -> dict[str, dict[str, torch.Tensor]]:
     """Stand-in for the ``stabilityai/sd-turbo`` diffusers folders (text encoder, UNet, VAE), real size."""
     return standin_components(SD_TURBO)
@@ -288,6 +334,9 @@ __all__ = [
     "load_pretrained_pipeline",
     "pipeline_from_components",
     "standin_checkpoint_sd_turbo",
+    "standin_checkpoint_taesd",
+    "load_tiny_autoencoder",
+    "use_tiny_decoder",
     "standin_components",
     "tiny_pipeline",
     "token_states",
