@@ -97,7 +97,7 @@ MAX_K = 64
 MIN_THEME_WORDS = 2
 MAX_THEME_WORDS = 300
 MAX_PROMPT_TOKENS = 75  # CLIP reads 77 tokens: start, 75 of the text, end
-MAX_STEPS = 8
+MAX_STEPS = 50
 NEAREST = 8
 STANDIN_NOTICE = "Stand-in weights were used: the images, energies and nearest words are not results."
 ADAPTATION_NOTE = (
@@ -458,8 +458,9 @@ def _build_t2i_model(model_id: str, standin: bool, dev: torch.device) -> T2IMode
         return T2IModel(SD_TURBO_ID, pipe, encoder, SD_TURBO.size, SD_TURBO.steps, SD_TURBO.guidance_scale,
                         True, notices)
     pipe = _load_real_pipeline(model_id, dev)
-    if getattr(pipe, "text_encoder", None) is None or getattr(pipe, "tokenizer", None) is None:
-        raise CheckpointError(f"'{model_id}' is not a Stable-Diffusion-style pipeline with one CLIP text encoder.")
+    if type(pipe).__name__ != "StableDiffusionPipeline":  # SDXL & co. need pooled states from two encoders
+        raise CheckpointError(f"'{model_id}' loads as {type(pipe).__name__}; this tab needs a Stable Diffusion "
+                              "1.x/2.x pipeline (one CLIP text encoder), such as stabilityai/sd-turbo.")
     turbo = model_id == SD_TURBO_ID or "turbo" in model_id.lower()
     size = int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
     encoder = ConditioningEncoder(pipe, ClipBpeTokenizer(pipe.tokenizer), model_id, False)

@@ -118,7 +118,7 @@ def build() -> None:
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                 randomize = gr.Checkbox(value=False, label="New random seed")
-                steps = gr.Slider(1, 4, value=1, step=1, label="Steps")
+                steps = gr.Slider(1, 8, value=1, step=1, label="Steps (SD-Turbo: 1-4)")
             with gr.Accordion("Text-to-image model", open=False):
                 model_id = gr.Dropdown(allowed_model_ids(), value=default_model_id(), label="Model id",
                                        info="The host sets the choices (FACELAB_POS_T2I_MODEL[S]).")

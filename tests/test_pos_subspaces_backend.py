@@ -185,8 +185,8 @@ def test_removal_reaches_the_unet_conditioning(tiny_model):
     assert result.seed == 11 and result.standin and 0 < result.conditioning_change < 1
     again = ps.generate(PROMPT, theme, k=4, seed=11, steps=2, model_id=TINY_ID, max_words=SMALL)
     assert again.original.tobytes() == result.original.tobytes()
-    with pytest.raises(InputError, match=r"^Steps must be between 1 and 8, got 9\."):
-        ps.generate(PROMPT, theme, steps=9, model_id=TINY_ID, max_words=SMALL)
+    with pytest.raises(InputError, match=r"^Steps must be between 1 and 50, got 51\."):
+        ps.generate(PROMPT, theme, steps=51, model_id=TINY_ID, max_words=SMALL)
 
 
 def test_missing_model_is_a_clear_error(monkeypatch):
