@@ -611,7 +611,7 @@ def diagnose(text: str, theme: Theme, lam: float = DEFAULT_LAM, k: int = DEFAULT
     learned, k, z, removed = _learn_and_encode(encoder, text, theme, lam, k, geometry, cap, progress)
     before = learned.subspaces.energy(z, k)
     after = learned.subspaces.energy(removed, k)
-    unknown = unknown_words(theme.words, encoder.tokenizer)
+    unknown = unknown_words(theme.words, encoder.tokenizer) if theme.name not in PRESET_THEMES else []
     if unknown:
         notices.append(f"{len(unknown)} theme entr{'y is' if len(unknown) == 1 else 'ies are'} not in the "
                        "vocabulary and CLIP reads them as sub-word pieces: " + ", ".join(unknown[:6])

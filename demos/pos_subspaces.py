@@ -33,6 +33,8 @@ THEMES = [("Artists (52 painters)", "artists"), ("My own list", "custom")]
 GEOMETRY = [("Geometry-aware (on the sphere)", "tangent"), ("Euclidean", "euclidean")]
 ENERGY_COLUMNS = ["subspace", "share of energy", "text"]
 NEAREST_COLUMNS = ["rank", "before", "before: part", "after", "after: part"]
+TEXTS = ("as written", "theme removed")
+BAR_ORDER = [f"{c} · {t}" for c in ("nouns", "adjectives", "verbs", "adverbs", "theme") for t in TEXTS]
 
 
 def _theme(preset: str, custom: str | None):
@@ -82,10 +84,10 @@ def analyse(text: str, preset: str, custom: str | None, lam: float, k: float, ge
     result = pos_subspaces.diagnose(text, theme, lam=float(lam), k=int(k), geometry=geometry,
                                     progress=_tracker(progress))
     show_notices(result.notices)
-    rows = [{"subspace": c, "share of energy": result.energy_before[c], "text": "as written"}
-            for c in result.categories]
-    rows += [{"subspace": c, "share of energy": result.energy_after[c], "text": "theme removed"}
-             for c in result.categories]
+    # One bar per subspace and text, side by side (the plot stacks bars that share an x value).
+    rows = [{"subspace": f"{c} · {label}", "share of energy": values[c], "text": label}
+            for c in result.categories
+            for label, values in zip(TEXTS, (result.energy_before, result.energy_after), strict=True)]
     energy = pd.DataFrame(rows, columns=ENERGY_COLUMNS)
     nearest = pd.DataFrame(
         [[i + 1, b[0], b[1], a[0], a[1]]
@@ -133,7 +135,7 @@ def build() -> None:
                 removed = gr.Image(label="Theme removed (same seed)", interactive=False, format="png",
                                    elem_id="pos-removed")
             energy = gr.BarPlot(x="subspace", y="share of energy", color="text", label="Energy in each subspace",
-                                height=240, elem_id="pos-energy")
+                                height=260, sort=BAR_ORDER, x_label_angle=-35, elem_id="pos-energy")
             nearest = gr.Dataframe(headers=NEAREST_COLUMNS, label="Nearest vocabulary words (CLIP ViT-B/32)",
                                    interactive=False, elem_id="pos-nearest")
             details = gr.JSON(label="Details (seed, model, words used, notices)", max_height=260)

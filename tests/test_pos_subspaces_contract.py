@@ -59,11 +59,13 @@ def test_generate_side_by_side_with_the_same_seed(client):
 def test_diagnose_energy_and_nearest_words(client):
     energy, nearest, status, details = client.predict(PROMPT, *DEFAULTS, api_name="/pos_diagnose")
     rows = energy["data"]
-    assert [r[0] for r in rows] == ["nouns", "adjectives", "verbs", "adverbs", "theme"] * 2
-    assert [r[2] for r in rows] == ["as written"] * 5 + ["theme removed"] * 5
-    assert rows[4][1] > 0 and rows[9][1] < 1e-6  # nothing of the text is left in the theme subspace
+    parts = ["nouns", "adjectives", "verbs", "adverbs", "theme"]
+    assert [r[0] for r in rows] == [f"{c} · {t}" for c in parts for t in ("as written", "theme removed")]
+    assert [r[2] for r in rows] == ["as written", "theme removed"] * 5
+    assert rows[8][1] > 0 and rows[9][1] < 1e-6  # nothing of the text is left in the theme subspace
     assert len(nearest["data"]) == ps.NEAREST and nearest["headers"][1] == "before"
     assert details["standin"] is True and details["notices"][0] == ps.STANDIN_NOTICE
+    assert not any("sub-word pieces" in n for n in details["notices"])  # said for the visitor's own lists only
     assert "Analysed" in status
 
 
