@@ -21,10 +21,19 @@ from backends.networks.pos_subspaces import (
     log_map,
     normalise,
 )
-from tests.fixture_utils import load_case, max_abs_diff
+from tests.fixture_utils import fixtures_dir, load_case, load_json, max_abs_diff
 
-K = 16
-LAM = 0.5
+
+def _settings() -> tuple[int, float]:
+    """top-k and λ of the fixture (meta.json), 16 and 0.5 when it says nothing (or is absent: then the
+    fixture tests skip)."""
+    path = fixtures_dir() / "pos_subspaces" / "meta.json"
+    meta = load_json(path) if path.is_file() else {}
+    assert tuple(meta.get("categories", OFFICIAL_CATEGORIES)) == OFFICIAL_CATEGORIES
+    return int(meta.get("top_k", 16)), float(meta.get("lam", 0.5))
+
+
+K, LAM = _settings()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +70,7 @@ def test_projectors_and_spectra_match_official(case, models, geometry, category)
     assert max_abs_diff(model.eigenvalues[category], out[f"{geometry}_eigvals_{category}"]) < 1e-6
     assert max_abs_diff(model.matrices[category], out[f"{geometry}_matrix_{category}"]) < 1e-6
     if category == "N":
-        assert max_abs_diff(p, out[f"{geometry}_P_N_top16"]) < 2e-5
+        assert max_abs_diff(p, out[f"{geometry}_P_N_top{K}"]) < 2e-5
 
 
 def test_means_match_official(case, models):
