@@ -217,7 +217,7 @@ def unknown_words(words: Sequence[str], tokenizer: ClipBpeTokenizer) -> list[str
     return out
 
 
-def category_words(theme: Theme | None, space: str, max_words: int | None) -> tuple[dict[str, list[str]], list[str]]:
+def category_words(theme: Theme | None, max_words: int | None) -> tuple[dict[str, list[str]], list[str]]:
     """The word list of every category (PoS lists capped, theme words taken out of them) and notices."""
     vocab = vocabulary()
     out = {c: evenly_spaced(vocab[c], max_words) for c in OFFICIAL_CATEGORIES}
@@ -498,7 +498,7 @@ def learn(encoder: WordEncoder, theme: Theme | None = None, lam: float = DEFAULT
         raise InputError(f"λ must be between 0 and 1, got {lam}.")
     if geometry not in GEOMETRIES:
         raise InputError(f"Unknown geometry '{geometry}'. Choose one of: {', '.join(GEOMETRIES)}.")
-    words, notices = category_words(theme, encoder.space, max_words)
+    words, notices = category_words(theme, max_words)
     key = (encoder.identity, tuple((c, words_hash(ws)) for c, ws in words.items()), float(lam), geometry)
     if key in _LEARNED:
         return _LEARNED[key]

@@ -94,7 +94,7 @@ def test_theme_parsing_and_bad_themes():
 
 def test_theme_words_leave_the_pos_lists():
     theme = ps.Theme("t", ("cerulean", "oxygen"))
-    words, notices = ps.category_words(theme, "joint", None)
+    words, notices = ps.category_words(theme, None)
     assert "oxygen" not in words["N"] and words["theme"] == ["cerulean", "oxygen"]
     assert notices and "kept in the theme only" in notices[0] and "oxygen" in notices[0]
 
