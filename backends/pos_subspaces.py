@@ -428,6 +428,9 @@ def _load_real_pipeline(model_id: str, device: torch.device) -> Any:
     try:
         return load_pretrained_pipeline(source, device, get_dtype(device))
     except (OSError, ValueError) as exc:
+        if source != model_id:  # the folder is there but does not load: say why, it is not "missing"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"The text-to-image folder {source} could not be loaded: {first}") from None
         reason = "Downloads are off (HF_HUB_OFFLINE=1)." if offline() else f"Loading failed: {exc}"
         if model_id == SD_TURBO_ID:
             raise MissingWeightsError(missing_message(entry, reason), key=entry.key, filename=entry.filename) from None

@@ -237,3 +237,44 @@ def test_fast_decoder_choice_and_swap(monkeypatch):
     states = fast.encoder.prompt_states(PROMPT)
     image = ps._run_pipeline(fast, states, None, 0, 1, lambda f, m: None)[0]
     assert image.size == (16 * 8, 16 * 8)  # 16x16 latents, TAESD upsamples by 8
+
+
+def _hf_clip_tokenizer(folder: Path):
+    """A transformers CLIPTokenizer made offline from open_clip's copy of the CLIP BPE (pad "!", as SD 2.x)."""
+    import gzip
+
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    symbols = list(bytes_to_unicode().values())
+    vocab = [*symbols, *(s + "</w>" for s in symbols), *("".join(m.split()) for m in merges),
+             "<|startoftext|>", "<|endoftext|>"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="!")
+
+
+def test_real_loading_path_from_a_local_diffusers_folder(tmp_path, monkeypatch):
+    """The non-stand-in path (from_pretrained of a diffusers folder in $FACELAB_WEIGHTS_DIR/sd_turbo, the
+    pipeline's own tokenizer) on the tiny model saved in the official folder layout."""
+    pipe = ps.tiny_pipeline()
+    pipe.register_modules(tokenizer=_hf_clip_tokenizer(tmp_path / "tok"))
+    pipe.save_pretrained(tmp_path / "weights" / "sd_turbo", safe_serialization=True)
+    monkeypatch.setenv("FACELAB_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(ps.DECODER_ENV, "vae")
+    monkeypatch.delenv("FACELAB_STAND_IN", raising=False)
+    ps._t2i_model.cache_clear()
+    try:
+        model = ps.t2i_model()
+        assert not model.standin and model.model_id == ps.SD_TURBO_ID and model.size == 32
+        assert model.encoder.tokenizer.hf is not None
+        ids, _ = model.encoder.tokenizer([PROMPT])
+        assert torch.equal(ids, ClipBpeTokenizer()([PROMPT])[0])  # same BPE as open_clip's
+        result = ps.generate(PROMPT, ps.parse_theme("artists"), k=4, seed=1, steps=1, max_words=SMALL)
+        assert result.standin is False and ps.STANDIN_NOTICE not in result.notices
+        assert result.original.size == (32, 32)
+    finally:
+        ps._t2i_model.cache_clear()
