@@ -50,12 +50,12 @@ from PIL import Image
 
 from .device import get_device, get_dtype, gpu_task
 from .errors import CheckpointError, InputError, MissingWeightsError
+from .networks.clip import clip_text_embeddings
 from .networks.pos_subspaces import (
     CATEGORY_NAMES,
     GEOMETRIES,
     OFFICIAL_CATEGORIES,
     Subspaces,
-    clip_text_embeddings,
     decompose,
     normalise,
     remove_from_token_states,
@@ -329,14 +329,11 @@ def encode_cached(encoder: WordEncoder, words: Sequence[str], progress: Progress
 
 @functools.lru_cache(maxsize=1)
 def _joint_encoder(standin: bool, device: str) -> JointSpaceEncoder:
-    from .checkpoints import load_state_dict_strict
-    from .networks.dfer_clip import build_clip
+    from .networks.clip import load_clip
     from .weights import load_checkpoint
 
     loaded = load_checkpoint("clip_vit_b32")
-    clip = build_clip()
-    load_state_dict_strict(clip, loaded.obj, "CLIP ViT-B/32")
-    clip = clip.to(device=device, dtype=get_dtype(torch.device(device))).eval()
+    clip = load_clip(loaded.obj, device).to(dtype=get_dtype(torch.device(device)))
     return JointSpaceEncoder(clip, loaded.standin)
 
 

@@ -149,7 +149,7 @@ REGISTRY: dict[str, Checkpoint] = {
             sources=(
                 Source(hub_repo="timm/vit_base_patch32_clip_224.openai", hub_path="open_clip_model.safetensors"),
             ),
-            standin="backends.networks.dfer_clip:standin_checkpoint_clip_vit_b32",
+            standin="backends.networks.clip:standin_checkpoint_clip_vit_b32",
         ),
         Checkpoint(
             key="sd_turbo",

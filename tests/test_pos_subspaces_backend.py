@@ -13,7 +13,8 @@ import torch
 
 from backends import pos_subspaces as ps
 from backends.errors import InputError, MissingWeightsError
-from backends.networks.pos_subspaces import clip_text_embeddings, normalise
+from backends.networks.clip import clip_text_embeddings
+from backends.networks.pos_subspaces import normalise
 from backends.networks.text_to_image import TINY_ID, ClipBpeTokenizer
 
 WORDNET = Path("/usr/share/wordnet")

@@ -23,11 +23,8 @@ Also here: the safe reader of the official ``*-model_best.pth`` files (which pic
 
 from __future__ import annotations
 
-import logging
-import math
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +36,20 @@ from torch import nn
 from ..checkpoints import load_state_dict_strict, safe_load
 from ..errors import CheckpointError
 from ..standin import Init, seeded_tensor
+from .clip import (  # the method-neutral CLIP tower, shared with the PoS-subspaces tab
+    CLIP_MEAN,
+    CLIP_STD,
+    CONTEXT_LENGTH,
+    build_clip,
+    meta_shapes,
+    standin_clip_state_dict,
+    tokenize,
+)
+from .clip import causal_mask as _causal_mask
 
 # --------------------------------------------------------------------------- constants
 
-CLIP_ARCH = "ViT-B-32-quickgelu"  # OpenAI ViT-B/32 uses QuickGELU
 EMBED_DIM = 512
-CONTEXT_LENGTH = 77
 NUM_CONTEXT_TOKENS = 8
 NUM_FRAMES = 16
 LOGIT_SCALE = 100.0  # DFER-CLIP divides by a fixed temperature 0.01
@@ -82,19 +87,7 @@ EXPRESSION_DESCRIPTIONS: dict[str, str] = {
 
 ZERO_SHOT_TEMPLATE = "a photo of a face showing {name}: {description}"
 
-# CLIP's image statistics; used by the zero-shot mode only (plain CLIP was trained with them).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
 # --------------------------------------------------------------------------- tokenisation
-
-def tokenize(texts: Sequence[str]) -> torch.Tensor:
-    """CLIP BPE token ids, (N, 77) int64, zero-padded (open_clip's tokenizer, same vocabulary)."""
-    import open_clip
-
-    return open_clip.tokenize(list(texts), context_length=CONTEXT_LENGTH).long()
-
 
 def prompt_texts(classes: Sequence[str], descriptions: Mapping[str, str] | None = None) -> list[str]:
     """The DFER-CLIP prompt of each class: 8 context placeholders, then the description."""
@@ -108,34 +101,6 @@ def prompt_token_ids(classes: Sequence[str], descriptions: Mapping[str, str] | N
 
 
 # --------------------------------------------------------------------------- CLIP towers
-
-@contextmanager
-def _quiet_open_clip() -> Iterator[None]:
-    """Silence open_clip's 'no pretrained weights loaded' warning: we load weights ourselves."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
-
-
-def build_clip(device: str | torch.device = "cpu") -> nn.Module:
-    """An open_clip ViT-B/32 (QuickGELU) in OpenAI key naming, with *uninitialised* weights.
-
-    Built on the meta device and then given empty storage: random init of 150M values
-    costs seconds and every caller loads a checkpoint into it right away. The one
-    non-persistent buffer (the causal text mask) is recomputed.
-    """
-    import open_clip
-
-    with _quiet_open_clip():
-        model = open_clip.create_model(CLIP_ARCH, pretrained=None, device="meta")
-    if torch.device(device).type != "meta":
-        model.to_empty(device=device)
-        model.attn_mask = _causal_mask(CONTEXT_LENGTH).to(device)
-    return model
-
 
 class PromptLearner(nn.Module):
     """Class-specific learnable context between the embedded start token and prompt tail."""
@@ -177,10 +142,6 @@ class PromptTextEncoder(nn.Module):
         x = self.ln_final(x)
         eot = token_ids.argmax(dim=-1)  # the end token has the largest id
         return x[torch.arange(x.shape[0], device=x.device), eot] @ self.text_projection
-
-
-def _causal_mask(length: int) -> torch.Tensor:
-    return torch.full((length, length), float("-inf")).triu_(1)
 
 
 # --------------------------------------------------------------------------- temporal model
@@ -518,36 +479,6 @@ def load_zero_shot_clip(state: Mapping[str, torch.Tensor], classes: Sequence[str
 
 # --------------------------------------------------------------------------- stand-ins
 
-def _clip_init(name: str, shape: tuple[int, ...]) -> Init:
-    """OpenAI-style init scales for one CLIP tensor (name without any prefix)."""
-    visual = name.startswith("visual.")
-    width = 768 if visual else 512
-    layers = 12
-    if name.endswith("logit_scale"):
-        return Init("const", shift=math.log(LOGIT_SCALE))
-    if ".ln_" in name or name.startswith("ln_") or "ln_final" in name or "ln_pre" in name or "ln_post" in name:
-        return Init("const", shift=1.0) if name.endswith("weight") else Init("const", shift=0.0)
-    if name.endswith("bias"):
-        return Init("normal", 0.02)
-    if name == "token_embedding.weight":
-        return Init("normal", 0.02)
-    if name == "positional_embedding":
-        return Init("normal", 0.01)
-    if name in ("visual.class_embedding", "visual.positional_embedding", "visual.proj"):
-        return Init("normal", width ** -0.5)
-    if name == "visual.conv1.weight":
-        return Init("normal", (3 * 32 * 32) ** -0.5)
-    if name == "text_projection":
-        return Init("normal", width ** -0.5)
-    if "in_proj_weight" in name:
-        return Init("normal", width ** -0.5)
-    if "out_proj.weight" in name or "c_proj.weight" in name:
-        return Init("normal", width ** -0.5 * (2 * layers) ** -0.5)
-    if "c_fc.weight" in name:
-        return Init("normal", (2 * width) ** -0.5)
-    return Init("normal", 0.02)
-
-
 def _temporal_init(name: str, shape: tuple[int, ...]) -> Init:
     if name.endswith(("cls_token", "pos_embedding")):
         return Init("normal", 1.0)
@@ -558,16 +489,6 @@ def _temporal_init(name: str, shape: tuple[int, ...]) -> Init:
     return Init("normal", shape[-1] ** -0.5)
 
 
-def _meta_shapes(module: nn.Module) -> OrderedDict[str, tuple[int, ...]]:
-    return OrderedDict((k, tuple(v.shape)) for k, v in module.state_dict().items())
-
-
-def standin_clip_state_dict(base_seed: int = 0, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Seeded CLIP ViT-B/32 tensors, keys ``prefix + <OpenAI name>``, real size."""
-    shapes = _meta_shapes(build_clip("meta"))
-    return {prefix + k: seeded_tensor(prefix + k, s, _clip_init(k, s), base_seed) for k, s in shapes.items()}
-
-
 def standin_dfer_clip_state(classes: Sequence[str], base_seed: int = 0) -> OrderedDict[str, torch.Tensor]:
     """A seeded DFER-CLIP state dict in the official layout (``module.`` keys, shared aliases).
 
@@ -575,7 +496,7 @@ def standin_dfer_clip_state(classes: Sequence[str], base_seed: int = 0) -> Order
     keys point at the same tensors, and the prompt buffers are the token embeddings of our
     own prompts, so the structure is that of a real file.
     """
-    shapes = _meta_shapes(DferClip(len(classes), device="meta"))
+    shapes = meta_shapes(DferClip(len(classes), device="meta"))
     clip = standin_clip_state_dict(base_seed, prefix="module.clip_model_.")
     token_ids = prompt_token_ids(classes)
     embedding = clip["module.clip_model_.token_embedding.weight"]
@@ -616,8 +537,3 @@ def standin_checkpoint_dfer_clip_ferv39k() -> dict[str, Any]:
 def standin_checkpoint_dfer_clip_mafw() -> dict[str, Any]:
     """Stand-in for ``MAFW-set1-model_best.pth`` (11 classes), official structure."""
     return _standin_checkpoint(MAFW_CLASSES)
-
-
-def standin_checkpoint_clip_vit_b32() -> dict[str, torch.Tensor]:
-    """Stand-in for open_clip's ViT-B/32 OpenAI safetensors (OpenAI key naming, no prefix)."""
-    return standin_clip_state_dict(base_seed=0)

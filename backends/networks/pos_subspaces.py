@@ -294,23 +294,6 @@ def decompose(encodings: Mapping[str, torch.Tensor], categories: Sequence[str] =
 
 # --------------------------------------------------------------------------- applying to encoders
 
-def clip_text_embeddings(clip: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """open_clip ``encode_text`` (joint-space text embeddings, not normalised) on a context cut to the
-    longest sequence of the batch.
-
-    The text tower is causal and pools at the end token, so positions after it never reach the result:
-    cutting them gives the same numbers for a fraction of the cost (single words are 3-8 tokens of 77).
-    """
-    length = int(ids.argmax(dim=-1).max()) + 1
-    ids = ids[:, :length].to(clip.positional_embedding.device)
-    cast = clip.transformer.get_cast_dtype()
-    x = clip.token_embedding(ids).to(cast) + clip.positional_embedding[:length].to(cast)
-    x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
-    x = clip.ln_final(x)
-    x = x[torch.arange(x.shape[0], device=x.device), ids.argmax(dim=-1)]
-    return x @ clip.text_projection
-
-
 def remove_from_token_states(states: torch.Tensor, subspaces: Subspaces, category: str, k: int,
                              keep_first: bool = True) -> torch.Tensor:
     """Remove a subspace from every token state of a text encoder's output (B, T, d).
@@ -335,7 +318,6 @@ __all__ = [
     "GEOMETRIES",
     "OFFICIAL_CATEGORIES",
     "Subspaces",
-    "clip_text_embeddings",
     "decompose",
     "decompose_euclidean",
     "decompose_tangent",
