@@ -55,9 +55,10 @@ from .networks.pos_subspaces import (
     CATEGORY_NAMES,
     GEOMETRIES,
     OFFICIAL_CATEGORIES,
+    Prepared,
     Subspaces,
-    decompose,
     normalise,
+    prepare,
     remove_from_token_states,
 )
 from .networks.text_to_image import (
@@ -488,35 +489,54 @@ class Learned:
     standin: bool
 
 
+_PREPARED: dict[tuple, tuple[Prepared, dict[str, torch.Tensor]]] = {}  # λ-free part + encodings
 _LEARNED: dict[tuple, Learned] = {}
+_CACHE_SIZE = 8
+
+
+def _remember(cache: dict, key: tuple, value: Any) -> Any:
+    if len(cache) >= _CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+    return value
 
 
 def learn(encoder: WordEncoder, theme: Theme | None = None, lam: float = DEFAULT_LAM, geometry: str = "tangent",
           max_words: int | None = None, progress: Progress = _no_progress) -> Learned:
-    """The PoS (and theme) subspaces of ``encoder``'s space; cached in memory, encodings on disk."""
+    """The PoS (and theme) subspaces of ``encoder``'s space.
+
+    Encodings are cached on disk; the λ-free part of the decomposition (means, covariances) in memory per
+    word lists and geometry, so another λ costs only the eigen-decompositions.
+    """
     if not 0.0 <= lam <= 1.0:
         raise InputError(f"λ must be between 0 and 1, got {lam}.")
     if geometry not in GEOMETRIES:
         raise InputError(f"Unknown geometry '{geometry}'. Choose one of: {', '.join(GEOMETRIES)}.")
     words, notices = category_words(theme, max_words)
-    key = (encoder.identity, tuple((c, words_hash(ws)) for c, ws in words.items()), float(lam), geometry)
+    base_key = (encoder.identity, tuple((c, words_hash(ws)) for c, ws in words.items()), geometry)
+    key = (*base_key, float(lam))
     if key in _LEARNED:
         return _LEARNED[key]
-    encodings = {}
-    for i, (c, ws) in enumerate(words.items()):
-        name = CATEGORY_NAMES.get(c, "theme words")
+    if base_key not in _PREPARED:
+        encodings = {}
+        for i, (c, ws) in enumerate(words.items()):
+            name = CATEGORY_NAMES.get(c, "theme words")
 
-        def step(fraction: float, message: str, i: int = i) -> None:
-            progress((i + fraction) / len(words), message)
+            def step(fraction: float, message: str, i: int = i) -> None:
+                progress((i + fraction) / len(words), message)
 
-        encodings[c] = encode_cached(encoder, ws, step, what=f"{name} ({len(ws)})")
-    progress(1.0, "Decomposing")
-    subspaces = decompose(encodings, tuple(words), lam=lam, geometry=geometry)
-    if len(_LEARNED) >= 8:
-        _LEARNED.pop(next(iter(_LEARNED)))
-    learned = Learned(subspaces, words, encodings, notices, encoder.standin)
-    _LEARNED[key] = learned
-    return learned
+            encodings[c] = encode_cached(encoder, ws, step, what=f"{name} ({len(ws)})")
+        progress(1.0, "Decomposing")
+        _remember(_PREPARED, base_key, (prepare(encodings, tuple(words), geometry), encodings))
+    prepared, encodings = _PREPARED[base_key]
+    learned = Learned(prepared.solve(lam), words, encodings, notices, encoder.standin)
+    return _remember(_LEARNED, key, learned)
+
+
+def clear_learned() -> None:
+    """Forget every decomposition held in memory (the disk cache of encodings stays)."""
+    _PREPARED.clear()
+    _LEARNED.clear()
 
 
 def _check_k(k: int, learned: Learned) -> int:

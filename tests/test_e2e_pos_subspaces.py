@@ -39,10 +39,10 @@ def app_url(tmp_path_factory):
         mp.setenv(ps.T2I_MODEL_ENV, TINY_ID)
         mp.setenv(ps.MAX_WORDS_ENV, "16")
         mp.setenv(ps.T2I_MAX_WORDS_ENV, "16")
-        ps._LEARNED.clear()
+        ps.clear_learned()
         with running_app(standin=True) as url:
             yield url
-        ps._LEARNED.clear()
+        ps.clear_learned()
 
 
 def test_generate_then_analyse(browser, app_url, tmp_path):

@@ -25,7 +25,7 @@ SMALL = 24  # PoS words per category in these tests
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FACELAB_CACHE_DIR", str(tmp_path / "cache"))
-    ps._LEARNED.clear()
+    ps.clear_learned()
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +279,20 @@ def test_real_loading_path_from_a_local_diffusers_folder(tmp_path, monkeypatch):
         assert result.original.size == (32, 32)
     finally:
         ps._t2i_model.cache_clear()
+
+
+def test_another_lambda_reuses_the_prepared_decomposition(tiny_clip, monkeypatch):
+    from backends.networks.pos_subspaces import decompose
+
+    encoder = ps.JointSpaceEncoder(tiny_clip, standin=True)
+    theme = ps.Theme("painters", ("Claude Monet", "Rembrandt", "Turner"))
+    first = ps.learn(encoder, theme, 0.5, "tangent", SMALL)
+
+    def fail(texts):
+        raise AssertionError("the vocabulary was encoded again for a new λ")
+
+    monkeypatch.setattr(encoder, "encode_batch", fail)
+    other = ps.learn(encoder, theme, 0.2, "tangent", SMALL)
+    fresh = decompose(first.encodings, tuple(first.words), lam=0.2, geometry="tangent")
+    assert other.subspaces.lam == 0.2 and torch.equal(other.subspaces.bases["theme"], fresh.bases["theme"])
+    assert ps.learn(encoder, theme, 0.5, "tangent", SMALL) is first

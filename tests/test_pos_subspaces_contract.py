@@ -25,10 +25,10 @@ def client(tmp_path_factory):
         mp.setenv("FACELAB_CACHE_DIR", str(tmp_path_factory.mktemp("pos_cache")))
         mp.setenv(ps.MAX_WORDS_ENV, "16")
         mp.setenv(ps.T2I_MAX_WORDS_ENV, "16")
-        ps._LEARNED.clear()
+        ps.clear_learned()
         with running_app(standin=True) as url:
             yield Client(url, verbose=False)
-        ps._LEARNED.clear()
+        ps.clear_learned()
 
 
 def _generate(client, prompt=PROMPT, preset="artists", custom="", seed=7, randomize=False):

@@ -223,18 +223,29 @@ def _check(encodings: Mapping[str, torch.Tensor], categories: Sequence[str]) -> 
         raise ValueError(f"categories without any vector: {empty}")
 
 
+def covariances(x: Mapping[str, torch.Tensor], categories: Sequence[str],
+                mean: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``C_c = (X_c − m)ᵀ(X_c − m) / n_c`` for every category (divided by n, centred on the pooled mean)."""
+    out = {}
+    for c in categories:
+        centred = x[c] - mean
+        out[c] = (1.0 / centred.shape[0]) * centred.T @ centred
+    return out
+
+
+def combine(covs: Mapping[str, torch.Tensor], categories: Sequence[str], lam: float) -> dict[str, torch.Tensor]:
+    """``(1 − λ) C_i − λ Σ_{j≠i} C_j`` for every category."""
+    out = {}
+    for c in categories:
+        others = sum(covs[j] for j in categories if j != c)
+        out[c] = (1.0 - lam) * covs[c] - lam * others
+    return out
+
+
 def objective_matrices(x: Mapping[str, torch.Tensor], categories: Sequence[str], lam: float,
                        mean: torch.Tensor) -> dict[str, torch.Tensor]:
     """``(1 − λ) C_i − λ Σ_{j≠i} C_j`` for every category, ``C_c`` centred on the pooled ``mean``."""
-    covariances = {}
-    for c in categories:
-        centred = x[c] - mean
-        covariances[c] = (1.0 / centred.shape[0]) * centred.T @ centred
-    out = {}
-    for c in categories:
-        others = sum(covariances[j] for j in categories if j != c)
-        out[c] = (1.0 - lam) * covariances[c] - lam * others
-    return out
+    return combine(covariances(x, categories, mean), categories, lam)
 
 
 def _eigh_descending(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -245,23 +256,40 @@ def _eigh_descending(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             torch.from_numpy(np.ascontiguousarray(vectors[:, order])))
 
 
-def _euclidean(x: Mapping[str, torch.Tensor], categories: Sequence[str], lam: float) -> tuple[
-        dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
-    mean = torch.cat([x[c] for c in categories], dim=0).mean(dim=0)
-    matrices = objective_matrices(x, categories, lam, mean)
-    bases, values = {}, {}
-    for c in categories:
-        values[c], bases[c] = _eigh_descending(matrices[c])
-    return bases, values, mean, matrices
+@dataclass
+class Prepared:
+    """Everything of a decomposition that does not depend on λ: the (tangent) means and the covariances.
+
+    The data term is the expensive part (n · d² per category); :meth:`solve` then costs one ``eigh`` per
+    category, so trying another λ is cheap.
+    """
+
+    geometry: str
+    categories: tuple[str, ...]
+    mean: torch.Tensor
+    covariances: dict[str, torch.Tensor] = field(repr=False)
+    mu: torch.Tensor | None = None
+
+    def solve(self, lam: float) -> Subspaces:
+        """The subspaces for ``lam``: eigenvectors of each objective matrix, by decreasing eigenvalue."""
+        matrices = combine(self.covariances, self.categories, lam)
+        bases, values = {}, {}
+        for c in self.categories:
+            values[c], bases[c] = _eigh_descending(matrices[c])
+        return Subspaces(self.geometry, self.categories, float(lam), bases, values, self.mean, self.mu, matrices)
 
 
-def decompose_euclidean(encodings: Mapping[str, torch.Tensor], categories: Sequence[str] = OFFICIAL_CATEGORIES,
-                        lam: float = 0.5) -> Subspaces:
-    """The Euclidean model on L2-normalised embeddings (the inputs are not modified)."""
+def _pooled(x: Mapping[str, torch.Tensor], categories: Sequence[str]) -> torch.Tensor:
+    return torch.cat([x[c] for c in categories], dim=0).mean(dim=0)
+
+
+def prepare_euclidean(encodings: Mapping[str, torch.Tensor],
+                      categories: Sequence[str] = OFFICIAL_CATEGORIES) -> Prepared:
+    """The λ-free part of the Euclidean model on L2-normalised embeddings (the inputs are not modified)."""
     _check(encodings, categories)
     x = {c: normalise(encodings[c].float()) for c in categories}
-    bases, values, mean, matrices = _euclidean(x, categories, lam)
-    return Subspaces("euclidean", tuple(categories), float(lam), bases, values, mean, None, matrices)
+    mean = _pooled(x, categories)
+    return Prepared("euclidean", tuple(categories), mean, covariances(x, categories, mean))
 
 
 def first_noun(x: Mapping[str, torch.Tensor], categories: Sequence[str]) -> torch.Tensor:
@@ -270,16 +298,38 @@ def first_noun(x: Mapping[str, torch.Tensor], categories: Sequence[str]) -> torc
     return x["N"][0] if "N" in categories else x[categories[0]][0]
 
 
-def decompose_tangent(encodings: Mapping[str, torch.Tensor], categories: Sequence[str] = OFFICIAL_CATEGORIES,
-                      lam: float = 0.5, mean_init: torch.Tensor | None = None) -> Subspaces:
-    """The geometry-aware model: the Euclidean model on log-map vectors at the intrinsic mean."""
+def prepare_tangent(encodings: Mapping[str, torch.Tensor], categories: Sequence[str] = OFFICIAL_CATEGORIES,
+                    mean_init: torch.Tensor | None = None) -> Prepared:
+    """The λ-free part of the geometry-aware model: μ, the log-map vectors' mean and covariances."""
     _check(encodings, categories)
     x = {c: normalise(encodings[c].float()) for c in categories}
     init = first_noun(x, categories) if mean_init is None else mean_init
     mu = intrinsic_mean(torch.cat([x[c] for c in categories], dim=0), init=init)
     logs = {c: log_map(mu, x[c]) for c in categories}
-    bases, values, mean, matrices = _euclidean(logs, categories, lam)
-    return Subspaces("tangent", tuple(categories), float(lam), bases, values, mean, mu, matrices)
+    mean = _pooled(logs, categories)
+    return Prepared("tangent", tuple(categories), mean, covariances(logs, categories, mean), mu)
+
+
+def prepare(encodings: Mapping[str, torch.Tensor], categories: Sequence[str] = OFFICIAL_CATEGORIES,
+            geometry: str = "tangent") -> Prepared:
+    """The λ-free part of either model by name (``euclidean`` or ``tangent``)."""
+    if geometry == "euclidean":
+        return prepare_euclidean(encodings, categories)
+    if geometry == "tangent":
+        return prepare_tangent(encodings, categories)
+    raise ValueError(f"unknown geometry {geometry!r}; choose one of {GEOMETRIES}")
+
+
+def decompose_euclidean(encodings: Mapping[str, torch.Tensor], categories: Sequence[str] = OFFICIAL_CATEGORIES,
+                        lam: float = 0.5) -> Subspaces:
+    """The Euclidean model on L2-normalised embeddings (the inputs are not modified)."""
+    return prepare_euclidean(encodings, categories).solve(lam)
+
+
+def decompose_tangent(encodings: Mapping[str, torch.Tensor], categories: Sequence[str] = OFFICIAL_CATEGORIES,
+                      lam: float = 0.5, mean_init: torch.Tensor | None = None) -> Subspaces:
+    """The geometry-aware model: the Euclidean model on log-map vectors at the intrinsic mean."""
+    return prepare_tangent(encodings, categories, mean_init).solve(lam)
 
 
 def decompose(encodings: Mapping[str, torch.Tensor], categories: Sequence[str] = OFFICIAL_CATEGORIES,
@@ -317,6 +367,7 @@ __all__ = [
     "FLOAT32_EPS",
     "GEOMETRIES",
     "OFFICIAL_CATEGORIES",
+    "Prepared",
     "Subspaces",
     "decompose",
     "decompose_euclidean",
@@ -326,6 +377,9 @@ __all__ = [
     "log_map",
     "normalise",
     "objective_matrices",
+    "prepare",
+    "prepare_euclidean",
+    "prepare_tangent",
     "remove_from_token_states",
     "tangent_component",
 ]
