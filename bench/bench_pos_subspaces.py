@@ -91,10 +91,13 @@ def bench_decomposition() -> list[tuple[str, str]]:
         data = {c: normalise(torch.randn(n, dim, generator=gen) + 2.0) for c, n in FULL_SIZES.items()}
         for geometry in ("euclidean", "tangent"):
             prepared, t_prep = timed(lambda data=data, geometry=geometry: prepare(data, tuple(data), geometry))
-            _, t_solve = timed(lambda prepared=prepared: prepared.solve(0.5))
+            _, t_first = timed(lambda prepared=prepared: prepared.solve(0.5))
+            _, t_again = timed(lambda prepared=prepared: prepared.solve(0.3))
             rows.append((f"decomposition, {geometry}, d={dim}, 141 497 vectors, 5 categories: "
                          "means + covariances", f"{t_prep:.2f} s"))
-            rows.append((f"decomposition, {geometry}, d={dim}: solve for one λ (5 eigh)", f"{t_solve:.2f} s"))
+            # The first LAPACK call of a process also starts its thread pool; "another λ" is what a slider costs.
+            rows.append((f"decomposition, {geometry}, d={dim}: solve (5 eigh), first / another λ",
+                         f"{t_first:.2f} / {t_again:.2f} s"))
         del data
     return rows
 
