@@ -22,7 +22,7 @@ METHODS: dict[str, Method] = {
         Method("hyperreenact", "HyperReenact", "Bounareli et al., ICCV 2023", available=True),
         Method("gan_directions", "GAN directions", "Bounareli et al., BMVC 2022", available=True),
         Method("contraclip", "ContraCLIP", "Tzelepis et al., 2022", available=True),
-        Method("pos_subspaces", "PoS subspaces", "Oldfield et al., ICLR 2023", available=False),
+        Method("pos_subspaces", "PoS subspaces", "Oldfield et al., NeurIPS 2023", available=True),
         Method("falco", "FALCO", "Barattin et al., CVPR 2023", available=True),
         Method("dfer_clip", "DFER-CLIP", "Zhao & Patras, BMVC 2023", available=True),
     ]

@@ -1,40 +1,147 @@
-"""Tab 3 — part-of-speech subspaces of CLIP space (layout only until the method lands)."""
+"""Tab 3 — part-of-speech subspaces of CLIP, and removing a visual theme from text-to-image."""
 
 from __future__ import annotations
 
 import gradio as gr
+import pandas as pd
 
-from backends.catalog import require
-
-from .common import unavailable_message, user_errors
+from .common import GPU_EVENT, show_notices, user_errors
 
 ABOUT = """
 ### PoS subspaces · removing a visual theme
 CLIP's text embeddings mix *what* is in a picture (nouns) with *how* it looks (adjectives, styles).
-The part-of-speech method finds, in closed form, linear subspaces of CLIP space where each part of
-speech lives best. Projecting a prompt's embedding off a learned **theme subspace** (for example the
-style of an artist) keeps the content of the prompt but removes the theme, and the text-to-image model
-then draws the content without it.
+The part-of-speech method (Oldfield et al., NeurIPS 2023) learns, in closed form, a subspace for each part
+of speech from about 140 000 WordNet words — one that holds the variance of nouns (or adjectives, verbs,
+adverbs) while keeping the variance of the other parts out (the trade-off is **λ**; **k** is the
+dimension kept). A **theme** — say, a list of painters — is learned the same way, against the four parts
+of speech. Removing the theme subspace keeps the content of a prompt and drops the theme.
 
-*Limits:* the projection acts on the text embedding only; a theme that the content words themselves
-imply can survive.
+**Generate** draws the prompt twice from the same seed: as written, and with the theme removed.
+**Analyse** shows, for any text, how much of its CLIP ViT-B/32 embedding lies in each subspace and which
+vocabulary words are nearest before and after the removal.
+
+*How the images are made (an adaptation):* the paper projects the pooled CLIP embedding that conditions
+its text-to-image model. Here the model is SD-Turbo (one to four steps), conditioned on its text encoder's
+token states; the theme subspace is learned on that encoder's states for the same words and removed from
+every token state of the prompt (each keeps its length). On a CPU the images are decoded with TAESD, a
+tiny distilled decoder (faster, slightly softer). *Limits:* a theme that the content words imply
+can survive; on a CPU, a few thousand of the vocabulary words are used (the result says how many), and
+the first run of a theme spends time encoding them.
 """
+
+THEMES = [("Artists (52 painters)", "artists"), ("My own list", "custom")]
+GEOMETRY = [("Geometry-aware (on the sphere)", "tangent"), ("Euclidean", "euclidean")]
+ENERGY_COLUMNS = ["subspace", "share of energy", "text"]
+NEAREST_COLUMNS = ["rank", "before", "before: part", "after", "after: part"]
+TEXTS = ("as written", "theme removed")
+BAR_ORDER = [f"{c} · {t}" for c in ("nouns", "adjectives", "verbs", "adverbs", "theme") for t in TEXTS]
+
+
+def _theme(preset: str, custom: str | None):
+    from backends import pos_subspaces
+
+    if preset == "custom":
+        return pos_subspaces.parse_theme("custom", custom or "")
+    return pos_subspaces.parse_theme(preset)
+
+
+def _tracker(progress: gr.Progress):
+    def report(fraction: float, desc: str) -> None:
+        progress(fraction, desc=desc)
+
+    return report
+
+
+def _status(kind: str, result) -> str:
+    weights = "**stand-in weights — not a result**" if result.standin else "real weights"
+    return f"**{kind}** · theme *{result.theme}* · k = {result.k} · λ = {result.lam:g} · {weights}"
 
 
 @user_errors
-def remove_theme(prompt: str, theme: str, seed: float):
-    require("pos_subspaces")
+def generate(prompt: str, preset: str, custom: str | None, lam: float, k: float, geometry: str, seed: float | None,
+             randomize: bool, steps: float, model_id: str | None, progress: gr.Progress = gr.Progress()):  # noqa: B008
+    from backends import pos_subspaces
+
+    model_id = pos_subspaces.check_model_id(model_id)
+    theme = _theme(preset, custom)
+    result = pos_subspaces.generate(
+        prompt, theme, lam=float(lam), k=int(k), geometry=geometry, seed=None if randomize else seed,
+        steps=int(steps), model_id=model_id, progress=_tracker(progress),
+    )
+    show_notices(result.notices)
+    status = (_status("Generated", result)
+              + f" · seed {result.seed} · {result.steps} step(s) · {result.model_id} (decoder {result.decoder})"
+              + f" · {result.seconds:.1f} s")
+    return result.original, result.removed, result.seed, status, result.to_dict()
+
+
+@user_errors
+def analyse(text: str, preset: str, custom: str | None, lam: float, k: float, geometry: str,
+            progress: gr.Progress = gr.Progress()):  # noqa: B008
+    from backends import pos_subspaces
+
+    theme = _theme(preset, custom)
+    result = pos_subspaces.diagnose(text, theme, lam=float(lam), k=int(k), geometry=geometry,
+                                    progress=_tracker(progress))
+    show_notices(result.notices)
+    # One bar per subspace and text, side by side (the plot stacks bars that share an x value).
+    rows = [{"subspace": f"{c} · {label}", "share of energy": values[c], "text": label}
+            for c in result.categories
+            for label, values in zip(TEXTS, (result.energy_before, result.energy_after), strict=True)]
+    energy = pd.DataFrame(rows, columns=ENERGY_COLUMNS)
+    nearest = pd.DataFrame(
+        [[i + 1, b[0], b[1], a[0], a[1]]
+         for i, (b, a) in enumerate(zip(result.nearest_before, result.nearest_after, strict=True))],
+        columns=NEAREST_COLUMNS,
+    )
+    return energy, nearest, _status("Analysed", result), result.to_dict()
+
+
+def _custom_visible(preset: str):
+    return gr.Textbox(visible=preset == "custom")
 
 
 def build() -> None:
+    from backends.pos_subspaces import DEFAULT_K, DEFAULT_LAM, MAX_K, allowed_model_ids, default_model_id
+
     gr.Markdown(ABOUT)
-    gr.Markdown(unavailable_message("PoS subspaces"))
     with gr.Row():
         with gr.Column():
-            prompt = gr.Textbox(label="Prompt", value="a portrait of a woman, by Van Gogh")
-            theme = gr.Textbox(label="Theme to remove", value="Van Gogh")
-            seed = gr.Number(value=0, precision=0, label="Seed")
-            run = gr.Button("Generate", variant="primary")
+            prompt = gr.Textbox(label="Prompt (or any text to analyse)", lines=2, elem_id="pos-prompt",
+                                value="a portrait of a woman in a sunlit garden, painted by Claude Monet")
+            preset = gr.Dropdown(THEMES, value="artists", label="Theme to remove")
+            custom = gr.Textbox(label="Your theme: words or names, separated by commas or one per line",
+                                lines=3, visible=False, elem_id="pos-custom",
+                                placeholder="e.g. neon, cyberpunk, synthwave, vaporwave")
+            with gr.Row():
+                lam = gr.Slider(0.0, 1.0, value=DEFAULT_LAM, step=0.05, label="λ (0: PCA of the theme)")
+                k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="k (subspace dimension)")
+            geometry = gr.Radio(GEOMETRY, value="tangent", label="Model")
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                randomize = gr.Checkbox(value=False, label="New random seed")
+                steps = gr.Slider(1, 8, value=1, step=1, label="Steps (SD-Turbo: 1-4)")
+            with gr.Accordion("Text-to-image model", open=False):
+                model_id = gr.Dropdown(allowed_model_ids(), value=default_model_id(), label="Model id",
+                                       info="The host sets the choices (FACELAB_POS_T2I_MODEL[S]).")
+            with gr.Row():
+                run = gr.Button("Generate", variant="primary", elem_id="pos-generate")
+                diagnose = gr.Button("Analyse text", elem_id="pos-analyse")
         with gr.Column():
-            result = gr.Gallery(label="Original prompt · theme removed", columns=2)
-    run.click(remove_theme, [prompt, theme, seed], [result], api_name="pos_remove_theme")
+            status = gr.Markdown(elem_id="pos-status")
+            with gr.Row():
+                original = gr.Image(label="Prompt as written", interactive=False, format="png",
+                                    elem_id="pos-original")
+                removed = gr.Image(label="Theme removed (same seed)", interactive=False, format="png",
+                                   elem_id="pos-removed")
+            energy = gr.BarPlot(x="subspace", y="share of energy", color="text", label="Energy in each subspace",
+                                height=260, sort=BAR_ORDER, x_label_angle=-35, elem_id="pos-energy")
+            nearest = gr.Dataframe(headers=NEAREST_COLUMNS, label="Nearest vocabulary words (CLIP ViT-B/32)",
+                                   interactive=False, elem_id="pos-nearest")
+            details = gr.JSON(label="Details (seed, model, words used, notices)", max_height=260)
+    preset.change(_custom_visible, preset, custom, api_visibility="private", queue=False)
+    shared = [preset, custom, lam, k, geometry]
+    run.click(generate, [prompt, *shared, seed, randomize, steps, model_id],
+              [original, removed, seed, status, details], api_name="pos_generate", **GPU_EVENT)
+    diagnose.click(analyse, [prompt, *shared], [energy, nearest, status, details], api_name="pos_diagnose",
+                   **GPU_EVENT)

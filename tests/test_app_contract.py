@@ -12,7 +12,7 @@ from PIL import Image
 from tests.app_server import running_app
 
 ENDPOINTS = {
-    "/reenact_image", "/edit_latent_path", "/pos_remove_theme", "/anonymize",
+    "/reenact_image", "/edit_latent_path", "/pos_generate", "/pos_diagnose", "/anonymize",
     "/expression_video", "/expression_photo", "/align_face", "/models",
 }
 
@@ -60,17 +60,6 @@ def test_no_face_is_a_clear_error(client, tmp_path, shared_weights):
 def test_missing_upload(client):
     with pytest.raises(AppError, match="^Please upload a photo.$"):
         client.predict(None, "auto", False, api_name="/align_face")
-
-
-@pytest.mark.parametrize(
-    "api_name,args,method",
-    [
-        ("/pos_remove_theme", ("a cat", "Van Gogh", 0), "PoS subspaces"),
-    ],
-)
-def test_unfinished_tabs_say_so(client, api_name, args, method):
-    with pytest.raises(AppError, match=rf"^{method} \(.*\) is not available yet in this build of Face Lab\."):
-        client.predict(*args, api_name=api_name)
 
 
 def test_models_table_lists_every_checkpoint(client):
