@@ -16,23 +16,7 @@ from PIL import Image
 
 from backends.weights import REGISTRY, Source
 from tests.app_server import running_app
-from tests.test_e2e_browser import ARGS, CHROMIUM
 from tests.test_weights import LoopbackServer
-
-
-@pytest.fixture
-def browser():
-    import os
-
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run must install Debian's chromium package")
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
