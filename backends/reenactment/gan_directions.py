@@ -85,7 +85,7 @@ def reenact_faces(engine: GanDirectionsEngine, source: Side, driving: Side, psi:
     return vox.render_on_device(shift_wplus(source.state.wplus, shift), psi), dp
 
 
-class GanDirectionsEngine:
+class GanDirectionsEngine(vox.VoxCelebSides):
     key = "gan_directions"
     name = "GAN directions"
     weights = (*vox.VOX_WEIGHTS, "gan_directions_vox", "gan_directions_ranges")
@@ -94,20 +94,6 @@ class GanDirectionsEngine:
         get_model()
         vox.get_deca()
         return vox.get_vox_models().standin
-
-    def prepare_source(self, source: ImageSource, *, already_aligned: bool) -> Side:
-        photo, aligned, face, notices = vox.prepare_photo(source, what="source photo",
-                                                          already_aligned=already_aligned, invert=True)
-        return Side(photo, aligned, face, list(notices))
-
-    def prepare_driving(self, driving: ImageSource, *, already_aligned: bool) -> Side:
-        photo, aligned, face, notices = vox.prepare_photo(driving, what="driving photo",
-                                                          already_aligned=already_aligned, invert=False)
-        return Side(photo, aligned, face, list(notices))
-
-    def prepare_frame(self, frame: np.ndarray, landmarks: np.ndarray, box: np.ndarray) -> Side:
-        crop, face = vox.prepare_video_frame(frame, landmarks, box)
-        return Side(None, crop, face)
 
     def delta_p(self, source: Side, driving: Side) -> torch.Tensor:
         _, scales = get_model()

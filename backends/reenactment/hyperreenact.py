@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
 import torch
 from PIL import Image
 
 from ..device import get_device, gpu_task
 from ..inversion import tensor_to_pil
-from ..media import ImageSource
 from ..networks.hyperreenact import (
     HypernetworkBlocks,
     appearance_features,
@@ -71,7 +69,7 @@ def reenact_faces(source: vox.VoxFace, driving: vox.VoxFace, psi: float) -> tupl
     return image, float(torch.stack([d.abs().mean() for d in deltas if d is not None]).mean())
 
 
-class HyperReenactEngine:
+class HyperReenactEngine(vox.VoxCelebSides):
     key = "hyperreenact"
     name = "HyperReenact"
     weights = (*vox.VOX_WEIGHTS, "ir_se50", "hyperreenact_hypernetwork")
@@ -80,20 +78,6 @@ class HyperReenactEngine:
         get_networks()
         vox.get_deca()
         return vox.get_vox_models().standin
-
-    def prepare_source(self, source: ImageSource, *, already_aligned: bool) -> Side:
-        photo, aligned, face, notices = vox.prepare_photo(source, what="source photo",
-                                                          already_aligned=already_aligned, invert=True)
-        return Side(photo, aligned, face, list(notices))
-
-    def prepare_driving(self, driving: ImageSource, *, already_aligned: bool) -> Side:
-        photo, aligned, face, notices = vox.prepare_photo(driving, what="driving photo",
-                                                          already_aligned=already_aligned, invert=False)
-        return Side(photo, aligned, face, list(notices))
-
-    def prepare_frame(self, frame: np.ndarray, landmarks: np.ndarray, box: np.ndarray) -> Side:
-        crop, face = vox.prepare_video_frame(frame, landmarks, box)
-        return Side(None, crop, face)
 
     def render(self, source: Side, driving: Side, psi: float) -> Rendered:
         image, mean_abs = reenact_faces(source.state, driving.state, psi)

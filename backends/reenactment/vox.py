@@ -29,6 +29,7 @@ from ..networks.e4e import E4EInverter, load_e4e_voxceleb_checkpoint, preprocess
 from ..networks.stylegan2 import Generator, load_rosinality_checkpoint
 from ..standin import standin_enabled
 from ..weights import load_checkpoint
+from .engine import Side
 
 CROP_SIZE = 256
 MEAN_LATENT_SAMPLES = 4096
@@ -185,3 +186,22 @@ def deca_crop_image(face: VoxFace) -> Image.Image:
     _, crop = deca_of(face)
     x = (crop[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     return Image.fromarray(x)
+
+
+class VoxCelebSides:
+    """Face preparation shared by the VoxCeleb engines (HyperReenact, GAN directions): the VoxCeleb crop
+    of a photo (inverted with the VoxCeleb e4e for the source only) or of a tracked video frame."""
+
+    def prepare_source(self, source: ImageSource, *, already_aligned: bool) -> Side:
+        photo, aligned, face, notices = prepare_photo(source, what="source photo",
+                                                          already_aligned=already_aligned, invert=True)
+        return Side(photo, aligned, face, list(notices))
+
+    def prepare_driving(self, driving: ImageSource, *, already_aligned: bool) -> Side:
+        photo, aligned, face, notices = prepare_photo(driving, what="driving photo",
+                                                          already_aligned=already_aligned, invert=False)
+        return Side(photo, aligned, face, list(notices))
+
+    def prepare_frame(self, frame: np.ndarray, landmarks: np.ndarray, box: np.ndarray) -> Side:
+        crop, face = prepare_video_frame(frame, landmarks, box)
+        return Side(None, crop, face)
