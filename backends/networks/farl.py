@@ -26,9 +26,7 @@ reproduces this; the loader keeps exact fp32 values unless asked.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from torch import nn
 from ..checkpoints import load_state_dict_strict, safe_load, strip_prefix
 from ..errors import CheckpointError, InputError
 from ..standin import Init, seeded_tensor
+from .clip import quiet_open_clip
 from .transforms import center_crop, clip_normalize, resize_shorter_side
 
 OPEN_CLIP_ARCH = "ViT-B-16-quickgelu"  # OpenAI's ViT-B/16 uses QuickGELU
@@ -49,22 +48,11 @@ VISUAL_PREFIX = "visual."
 NUM_VISUAL_TENSORS = 152
 
 
-@contextmanager
-def _quiet_open_clip() -> Iterator[None]:
-    """Silence open_clip's 'no pretrained weights' warning: weights are loaded right after."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
-
-
 def build_visual_tower(device: str | torch.device = "cpu") -> nn.Module:
     """open_clip's ViT-B/16 (QuickGELU) image tower with *uninitialised* storage (a loader fills it)."""
     import open_clip
 
-    with _quiet_open_clip():
+    with quiet_open_clip():
         model = open_clip.create_model(OPEN_CLIP_ARCH, pretrained=None, device="meta")
     visual = model.visual
     del model  # the text tower is never materialised
