@@ -120,7 +120,9 @@ class _FirWeightCache:
         self.weight: torch.Tensor | None = None
 
     def get(self, kernel: torch.Tensor, channels: int, like: torch.Tensor) -> torch.Tensor:
-        key = (channels, like.dtype, like.device, kernel.data_ptr(), kernel._version)
+        # Inference tensors (a module built under inference mode) keep no version counter.
+        version = 0 if kernel.is_inference() else kernel._version
+        key = (channels, like.dtype, like.device, kernel.data_ptr(), version)
         if key != self.key:
             with torch.inference_mode(False), torch.no_grad():
                 k = torch.flip(kernel, [0, 1]) if self.flip else kernel
@@ -290,6 +292,8 @@ class ModulatedConv2d(nn.Module):
         blur), so neither costs a pass over the activations.
         """
         b, _, h, w = x.shape
+        if b > 1 and delta is None:
+            return self._conv_shared(x, s, gain, bias)
         weight = self._weights(s, delta)
         if delta is not None and weight.shape[0] != b:
             raise ValueError("weight delta batch must be 1 or match the input batch")
@@ -309,6 +313,40 @@ class ModulatedConv2d(nn.Module):
         weight = weight.reshape(b * self.out_ch, self.in_ch, k, k)
         out = F.conv2d(x, weight, group_bias, padding=k // 2, groups=b)
         return out.view(b, self.out_ch, h, w)
+
+    def _conv_shared(self, x: torch.Tensor, s: torch.Tensor, gain: float,
+                     bias: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`_conv` for a batch without weight deltas, as one ordinary batched conv.
+
+        conv(x, scale*W*s_b) * d_b equals conv(x * s_b, scale*W) * d_b: the
+        styles scale the input channels and the demodulation d_b (per sample
+        and output channel, from sum_i s_bi^2 * sum_k (scale*W_oik)^2) scales
+        the output, so all samples share one weight (after an up-sampling
+        conv, d_b and the bias are applied after the blur, which is linear
+        per channel). Many video frames then cost one batched conv per layer.
+        """
+        b = x.shape[0]
+        weight = self.weight[0] * self.scale
+        x = x * s.view(b, self.in_ch, 1, 1)
+        if self.demodulate:
+            demod = torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + DEMOD_EPS) * gain
+        else:
+            demod = None
+            weight = weight * gain if gain != 1.0 else weight
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0))
+        else:
+            out = F.conv2d(x, weight, bias if demod is None else None, padding=self.kernel_size // 2)
+            if demod is None:
+                return out
+        grad = _needs_grad(out, demod, bias)
+        if demod is not None:
+            demod = demod.view(b, self.out_ch, 1, 1)
+            out = out * demod if grad else out.mul_(demod)
+        if bias is not None:
+            bias = bias.view(1, -1, 1, 1)
+            out = out + bias if grad else out.add_(bias)
+        return out
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, delta: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_styled(x, self.style(w), delta)
