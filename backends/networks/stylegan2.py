@@ -300,8 +300,8 @@ class ModulatedConv2d(nn.Module):
         if gain != 1.0:
             weight = weight * gain
         k = self.kernel_size
-        # One grouped conv runs every sample with its own weights (a plain conv when b == 1, which keeps
-        # a channels-last x channels-last; for b > 1 the reshape makes one contiguous [1, b*in] map).
+        # One grouped conv runs every sample with its own weights: a plain conv when b == 1 (x stays
+        # channels-last); per-sample weight deltas (b > 1) make the reshape one contiguous [1, b*in] map.
         x = x.reshape(1, b * self.in_ch, h, w)
         group_bias = None if bias is None else bias.repeat(b)
         if self.upsample:
