@@ -90,7 +90,7 @@ def bench_e4e_floor(runs: int, baseline_rev: str | None) -> list[tuple[str, str]
         all_cores = os.cpu_count() or 1
         for threads in sorted({1, all_cores}):
             torch.set_num_threads(threads)
-            rate = matmul_gflops()
+            rate = matmul_gflops(cpu_time=threads == 1)
             times = interleaved(fns, runs, cpu_time=threads == 1)
             label = f"{threads} thread{'s' if threads > 1 else ''}, {'CPU time' if threads == 1 else 'wall'}"
             value = f"{times['ours']:.2f} s, {flops:.0f} GFLOP, {times['ours'] / (flops / rate):.2f}x floor"

@@ -62,8 +62,7 @@ def timed(fn, device: torch.device) -> float:
 def swap_networks(models, old_modules, to_baseline: bool) -> None:
     """Give the loaded generator and e4e encoder the classes of ``old_modules`` (or ours back), in place.
 
-    Same parameters and buffers; only the forward code changes. The baseline e4e read NCHW weights,
-    ours channels-last ones, so the weights are converted along (outside the timed runs).
+    Same parameters and buffers; only the forward code changes.
     """
     from backends.networks import e4e as new_e4e
     from backends.networks import stylegan2 as new_sg
@@ -75,8 +74,6 @@ def swap_networks(models, old_modules, to_baseline: bool) -> None:
         for module in net.modules():
             if type(module).__module__ == source.__name__:
                 module.__class__ = getattr(target, type(module).__name__)
-    fmt = torch.contiguous_format if to_baseline else torch.channels_last
-    inv.encoder.encoder.to(memory_format=fmt)
 
 
 def bench_baseline(rev: str, runs: int, frames: int, device: torch.device) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ top, row by row, exactly as the official inference does.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -128,8 +129,10 @@ class Encoder4Editing(nn.Module):
 
     def backbone_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The outputs (c1, c2, c3) of body units 6, 20 and 23."""
-        # Channels-last: the CPU convolutions run faster on NHWC (same values, other memory order).
-        x = self.input_layer(x.contiguous(memory_format=torch.channels_last))
+        if self.body[0].res_layer[1].weight.is_contiguous(memory_format=torch.channels_last):
+            # Weights stored channels-last (FACELAB_E4E_CHANNELS_LAST=1): run NHWC so they are never reordered.
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.input_layer(x)
         taps: dict[int, torch.Tensor] = {}
         for i, unit in enumerate(self.body):
             x = _run_unit(unit, x)
@@ -227,10 +230,12 @@ def encoder_from_state_dict(state_dict: Mapping[str, torch.Tensor], what: str = 
     # Allocate without the random init (~267 M values): everything is overwritten by the load.
     encoder = encoder.to_empty(device="cpu")
     load_state_dict_strict(encoder, state_dict, what)
-    # Conv weights in channels-last order, once, so the channels-last forward pass does not reorder
-    # ~1 GB of weights on every call (~9% of an inversion on one CPU thread). Converted one tensor at a
-    # time, so the peak is one extra weight; the memory-mapped originals are then dropped.
-    return encoder.to(memory_format=torch.channels_last).eval()
+    if os.environ.get("FACELAB_E4E_CHANNELS_LAST") == "1":
+        # Opt-in: conv weights channels-last once, so the NHWC forward pass never reorders ~1 GB of
+        # weights (5-9% of a one-thread CPU inversion), at the price of ~1 GB of anonymous memory in
+        # place of the memory-mapped file pages (converted one tensor at a time).
+        encoder = encoder.to(memory_format=torch.channels_last)
+    return encoder.eval()
 
 
 def _latent_avg_rows(latent_avg: Any, n_styles: int) -> torch.Tensor:
