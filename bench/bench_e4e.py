@@ -1,17 +1,21 @@
 """CPU cost of e4e inversion and of the ArcFace IR-SE50 embedding, with real-size stand-in weights.
 
-Run from the repository root:  .venv/bin/python bench/bench_e4e.py [--runs 5]
+Run from the repository root:  .venv/bin/python bench/bench_e4e.py [--runs 5] [--baseline-rev REV]
 
 Prints a markdown table: build/load times, median forward time over a few
 runs (after one warm-up), parameter counts, and the process's peak RSS.
 Stand-in weights cost exactly what the real ones do; the numbers say nothing
-about output quality.
+about output quality. The floor rows time one inversion on one thread (CPU
+time) and on all cores (wall), with its GFLOP (torch's flop counter) and its
+ratio to the floor GFLOP / (float32 matmul GFLOP/s); ``--baseline-rev REV``
+adds git revision REV's encoder, timed interleaved with ours.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import statistics
 import sys
@@ -24,6 +28,8 @@ import torch
 from _common import peak_rss_mb, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_stylegan2 import gflop, import_baseline, interleaved, matmul_gflops  # noqa: E402
 
 from backends.networks import e4e, irse  # noqa: E402 (needs the sys.path line above)
 
@@ -60,6 +66,40 @@ def bench_e4e(runs: int) -> list[tuple[str, str]]:
         ("e4e encoder params", f"{n_params(inverter.encoder) / 1e6:.1f} M"),
         ("peak RSS after e4e (MB)", f"{peak_rss_mb():.0f}"),
     ]
+
+
+def bench_e4e_floor(runs: int, baseline_rev: str | None) -> list[tuple[str, str]]:
+    """One inversion against the arithmetic floor, one thread and all cores (optionally vs a git revision)."""
+    import tempfile
+
+    inverter = e4e.load_e4e_checkpoint(e4e.standin_checkpoint_e4e_ffhq())
+    gc.collect()
+    image = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    fns = {"ours": partial(inverter.invert, image)}
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if baseline_rev:
+            old = import_baseline(baseline_rev, "networks.e4e", tmp)
+            with torch.device("meta"):
+                encoder = old.Encoder4Editing(n_styles=inverter.n_styles)
+            encoder = encoder.to_empty(device="cpu")
+            encoder.load_state_dict({k: v.contiguous() for k, v in inverter.encoder.state_dict().items()})
+            old_inverter = old.E4EInverter(encoder.eval(), inverter.latent_avg)
+            fns["baseline"] = partial(old_inverter.invert, image)
+        flops = gflop(fns["ours"])
+        all_cores = os.cpu_count() or 1
+        for threads in sorted({1, all_cores}):
+            torch.set_num_threads(threads)
+            rate = matmul_gflops(cpu_time=threads == 1)
+            times = interleaved(fns, runs, cpu_time=threads == 1)
+            label = f"{threads} thread{'s' if threads > 1 else ''}, {'CPU time' if threads == 1 else 'wall'}"
+            value = f"{times['ours']:.2f} s, {flops:.0f} GFLOP, {times['ours'] / (flops / rate):.2f}x floor"
+            if "baseline" in times:
+                value += f"; {baseline_rev}: {times['baseline']:.2f} s, now {times['ours'] / times['baseline']:.2f}x"
+            rows.append((f"float32 matmul 2048^2, {threads} thread(s) (GFLOP/s)", f"{rate:.1f}"))
+            rows.append((f"e4e invert 1x256, {label}", value))
+        torch.set_num_threads(all_cores)
+    return rows
 
 
 def bench_arcface(runs: int) -> list[tuple[str, str]]:
@@ -134,9 +174,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per model (median reported)")
     parser.add_argument("--skip-load-memory", action="store_true", help="skip the file-loading memory rows")
+    parser.add_argument("--baseline-rev", help="also time this git revision's e4e encoder, interleaved with ours")
     args = parser.parse_args(argv)
     rows = [] if args.skip_load_memory else bench_load_memory()
     rows += bench_e4e(args.runs)
+    gc.collect()
+    rows += bench_e4e_floor(args.runs, args.baseline_rev)
     gc.collect()
     rows += bench_arcface(args.runs)
     rows.append(("peak RSS overall (MB)", f"{peak_rss_mb():.0f}"))

@@ -1,7 +1,8 @@
 """Cost of StyleMask reenactment at real size, with deterministic stand-in weights.
 
 Run from the repository root:
-    .venv/bin/python bench/bench_reenactment.py [--runs 1] [--frames 4] [--device cpu]
+    .venv/bin/python bench/bench_reenactment.py [--runs 1] [--frames 4] [--device cpu] [--threads N]
+                                                [--baseline-rev REV]
 
 Prints a markdown table: model load (stand-in G-1024 + e4e + mask network, and
 the seeded 4096-z mean latent), one photo pair end to end (align both faces,
@@ -11,11 +12,18 @@ driving video, and the peak RSS. Uses the astronaut photo from scikit-image and
 the YuNet detector from $FACELAB_WEIGHTS_DIR (default ../shared/weights).
 Stand-in weights cost exactly what the real ones do; numbers say nothing about
 quality. Takes about 2–3 min on 2 CPU cores.
+
+``--baseline-rev REV`` adds before/after rows: the photo pair and the video
+are run alternately with the generator and e4e encoder of git revision REV
+(the same loaded weights, the modules' classes swapped in place) and with
+ours, medians of ``--runs`` rounds, in CPU time of this process when
+``--threads 1`` (what a shared machine disturbs least), else wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
@@ -49,6 +57,69 @@ def timed(fn, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start
+
+
+def swap_networks(models, old_modules, to_baseline: bool) -> None:
+    """Give the loaded generator and e4e encoder the classes of ``old_modules`` (or ours back), in place.
+
+    Same parameters and buffers; only the forward code changes.
+    """
+    from backends.networks import e4e as new_e4e
+    from backends.networks import stylegan2 as new_sg
+
+    old_sg, old_e4e = old_modules
+    inv = models.inversion
+    for net, new_mod, old_mod in ((inv.generator, new_sg, old_sg), (inv.encoder.encoder, new_e4e, old_e4e)):
+        source, target = (new_mod, old_mod) if to_baseline else (old_mod, new_mod)
+        for module in net.modules():
+            if type(module).__module__ == source.__name__:
+                module.__class__ = getattr(target, type(module).__name__)
+
+
+def bench_baseline(rev: str, runs: int, frames: int, device: torch.device) -> list[tuple[str, str]]:
+    """Interleaved before/after of the photo pair and the video (see the module docstring)."""
+    from bench_stylegan2 import import_baseline
+    from skimage import data
+
+    astronaut = data.astronaut()
+    driving = np.ascontiguousarray(astronaut[20:500, ::-1][:, 16:496])
+    clip = [np.ascontiguousarray(astronaut[d : d + 448, d : d + 448]) for d in np.linspace(0, 60, frames).astype(int)]
+    models = r.get_models()
+    cpu_time = torch.get_num_threads() == 1
+    clock = time.process_time if cpu_time else time.perf_counter
+    samples: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        old_sg = import_baseline(rev, "networks.stylegan2", tmp)
+        old_e4e = importlib.import_module(old_sg.__name__.replace("stylegan2", "e4e"))
+        path = write_video(clip, Path(tmp) / "drive.mp4", fps=8)
+
+        def pair() -> None:
+            r.clear_caches()
+            r.reenact_images(astronaut, driving)
+
+        def video() -> float:
+            r.clear_caches()
+            r.invert_photo(astronaut)
+            start = clock()
+            r.reenact_video(astronaut, path, out_dir=Path(tmp) / "out")
+            return clock() - start
+
+        pair()  # warm-up (detector, allocator)
+        for _ in range(runs):
+            for which in ("baseline", "ours"):
+                swap_networks(models, (old_sg, old_e4e), to_baseline=which == "baseline")
+                start = clock()
+                pair()
+                samples.setdefault(("pair", which), []).append(clock() - start)
+                samples.setdefault(("video", which), []).append(video() / frames)
+        swap_networks(models, (old_sg, old_e4e), to_baseline=False)
+    unit = "CPU s" if cpu_time else "s"
+    rows = []
+    for step, label in (("pair", "photo pair end to end"), ("video", "video, per frame end to end")):
+        before, after = (statistics.median(samples[(step, w)]) for w in ("baseline", "ours"))
+        rows.append((f"{label}: {rev} -> now ({torch.get_num_threads()} thread(s))",
+                     f"{before:.2f} -> {after:.2f} {unit} ({after / before:.2f}x)"))
+    return rows
 
 
 def bench(runs: int, frames: int, device: torch.device) -> list[tuple[str, str]]:
@@ -117,11 +188,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="timed runs per step (after one warm-up for the pair)")
     parser.add_argument("--frames", type=int, default=4, help="frames of the synthetic driving video")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--baseline-rev", help="only the interleaved before/after rows against this git revision")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     force_device(args.device)
     enable_standin(True)
     device = torch.device(args.device)
-    rows = bench(max(1, args.runs), max(1, args.frames), device)
+    if args.baseline_rev:
+        rows = bench_baseline(args.baseline_rev, max(1, args.runs), max(1, args.frames), device)
+    else:
+        rows = bench(max(1, args.runs), max(1, args.frames), device)
     print(
         f"StyleMask reenactment benchmark: torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {device}\n"

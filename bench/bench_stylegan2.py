@@ -1,7 +1,7 @@
 """Cost of our StyleGAN2 generator at real size, with deterministic stand-in weights.
 
 Run from the repository root:
-    .venv/bin/python bench/bench_stylegan2.py [--runs 1] [--device cpu]
+    .venv/bin/python bench/bench_stylegan2.py [--runs 1] [--device cpu] [--speed] [--baseline-rev REV]
 
 Prints a markdown table: stand-in build/load times, mapping (1 z and the
 4096-z seeded mean latent), one 1024 image (FFHQ config-f), StyleMask's style
@@ -9,14 +9,27 @@ extraction plus decode from styles, one 256 image (VoxCeleb, cm 1), parameter
 counts and the process's peak RSS. Each timed step runs once as warm-up, then
 ``--runs`` times (median reported). Stand-in weights cost exactly what the real
 ones do; the numbers say nothing about image quality. Takes < 2 min on 2 cores.
+
+``--speed`` (CPU) adds the arithmetic-floor table: G-1024 synthesis, forward +
+backward w.r.t. W+ (FALCO's step) and a batch of 4 W+ codes, on one thread
+(CPU time of the process, which a shared machine disturbs least) and on all
+cores (wall time), each with its GFLOP (torch's flop counter) and its ratio to
+the floor = GFLOP / (float32 matmul GFLOP/s at the same thread count).
+``--baseline-rev REV`` also times the generator of git revision REV in the same
+process, interleaved with ours (median of alternating runs), for a before/after
+column. Takes several minutes.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +106,125 @@ def bench_256(runs: int, device: torch.device, rows: list[tuple[str, str]]) -> N
     rows.append(("G-256 parameters", f"{param_count(G) / 1e6:.2f} M"))
 
 
+# --------------------------------------------------------------------------
+# Arithmetic floor, one thread and all cores, optional interleaved baseline
+# --------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def import_baseline(rev: str, module: str, tmp: str):
+    """``backends.<module>`` as it was at git revision ``rev`` (exported to ``tmp`` as package ``backends_<rev>``)."""
+    name = "backends_" + "".join(ch if ch.isalnum() else "_" for ch in rev)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "backends"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+    os.rename(os.path.join(tmp, "backends"), os.path.join(tmp, name))
+    sys.path.insert(0, tmp)
+    return importlib.import_module(f"{name}.{module}")
+
+
+def matmul_gflops(n: int = 2048, runs: int = 5, cpu_time: bool = False) -> float:
+    """float32 matmul GFLOP/s at the current thread count (best of ``runs``, the machine's capability).
+
+    ``cpu_time`` times with the process's CPU time, as the one-thread rows do.
+    """
+    clock = time.process_time if cpu_time else time.perf_counter
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(runs):
+        start = clock()
+        a @ b
+        best = min(best, clock() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def gflop(fn: Callable[[], object]) -> float:
+    """GFLOP of one call of ``fn`` by torch's flop counter (convolutions and matmuls, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def interleaved(fns: dict[str, Callable[[], object]], runs: int, cpu_time: bool) -> dict[str, float]:
+    """Median seconds of each function over ``runs`` alternating rounds, after one warm-up each.
+
+    ``cpu_time`` measures the process's CPU time (right for one thread on a shared machine),
+    otherwise wall time.
+    """
+    clock = time.process_time if cpu_time else time.perf_counter
+    for fn in fns.values():
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            start = clock()
+            fn()
+            samples[name].append(clock() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def speed_rows(runs: int, baseline_rev: str | None) -> list[tuple[str, str]]:
+    """The floor table of G-1024 on CPU (see the module docstring)."""
+    rows: list[tuple[str, str]] = []
+    G = sg.Generator(1024, channel_multiplier=2).eval()
+    G.load_state_dict(sg.standin_checkpoint_ffhq1024()["g_ema"])
+    G.requires_grad_(False)
+    gens = {"ours": G}
+    with tempfile.TemporaryDirectory() as tmp:
+        if baseline_rev:
+            old = import_baseline(baseline_rev, "networks.stylegan2", tmp)
+            G_old = old.Generator(1024, channel_multiplier=2).eval()
+            G_old.load_state_dict(G.state_dict())
+            gens["baseline"] = G_old.requires_grad_(False)
+        w1 = G.truncate(G.to_wplus(G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)))),
+                        0.7, G.mean_latent(4096)).detach()
+        w4 = w1.repeat(4, 1, 1) + 0.1 * torch.randn(4, *w1.shape[1:], generator=torch.Generator().manual_seed(1))
+
+        def synth(g: sg.Generator) -> Callable[[], object]:
+            def run() -> object:
+                with torch.inference_mode():
+                    return g.synthesis(w1)
+            return run
+
+        def fwd_bwd(g: sg.Generator) -> Callable[[], object]:
+            def run() -> object:  # FALCO's step: image from W+, a loss, its gradient w.r.t. W+
+                w = w1.clone().requires_grad_(True)
+                g.synthesis(w).square().mean().backward()
+                return w.grad
+            return run
+
+        def batch4(g: sg.Generator) -> Callable[[], object]:
+            def run() -> object:
+                with torch.inference_mode():
+                    return g.synthesis(w4)
+            return run
+
+        cases = [("G-1024 synthesis, 1 image", synth, 1), ("G-1024 forward+backward w.r.t. W+ (FALCO)", fwd_bwd, 1),
+                 ("G-1024 batch of 4 W+ codes, per image", batch4, 4)]
+        all_cores = os.cpu_count() or 1
+        for threads in sorted({1, all_cores}):
+            torch.set_num_threads(threads)
+            rate = matmul_gflops(cpu_time=threads == 1)
+            label = f"{threads} thread{'s' if threads > 1 else ''}"
+            clock = "CPU time" if threads == 1 else "wall"
+            rows.append((f"float32 matmul 2048^2, {label}", f"{rate:.1f} GFLOP/s"))
+            for name, make, per in cases:
+                flops = gflop(make(G)) / per
+                times = interleaved({k: make(g) for k, g in gens.items()}, runs, cpu_time=threads == 1)
+                ours = times["ours"] / per
+                value = f"{ours:.2f} s {clock}, {flops:.0f} GFLOP, {ours / (flops / rate):.2f}x floor"
+                if "baseline" in times:
+                    before = times["baseline"] / per
+                    value += (f"; {baseline_rev}: {before:.2f} s ({before / (flops / rate):.2f}x floor), "
+                              f"now {ours / before:.2f}x")
+                rows.append((f"{name}, {label}", value))
+        torch.set_num_threads(all_cores)
+    return rows
+
+
 def bench(runs: int, device: torch.device) -> list[tuple[str, str]]:
     """Measure every step; returns (row name, value) pairs."""
     rows: list[tuple[str, str]] = []
@@ -106,8 +238,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, help="timed runs per step after one warm-up")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--speed", action="store_true", help="only the CPU floor table (one thread and all cores)")
+    parser.add_argument("--baseline-rev", help="with --speed: also time this git revision's generator, interleaved")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.speed:
+        rows = speed_rows(max(args.runs, 1), args.baseline_rev)
+        print(f"StyleGAN2 CPU floor table: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+              f"stand-in weights, median of {max(args.runs, 1)} interleaved runs\n")
+        print_table(rows, "step")
+        return
     rows = bench(max(args.runs, 1), device)
     print(f"StyleGAN2 benchmark: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, device {device}, stand-in weights\n")

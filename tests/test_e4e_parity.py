@@ -192,3 +192,49 @@ def test_loads_file_without_num_batches_tracked(inverter: e4e.E4EInverter, case)
     assert all(int(v) == 0 for k, v in loaded.encoder.state_dict().items() if k.endswith("num_batches_tracked"))
     image = torch.from_numpy(case["image"])
     assert torch.equal(loaded.invert(image), inverter.invert(image))
+
+
+@pytest.mark.parametrize("in_ch,depth,stride", [(64, 64, 1), (64, 64, 2), (64, 128, 2)])
+def test_body_unit_fast_path_equals_the_module(in_ch: int, depth: int, stride: int) -> None:
+    """The max-pool shortcut read as a (strided) view, channels-last input, in-place sum: same unit output.
+
+    Measured max|diff| 0 for the view shortcuts (identical arithmetic); the conv shortcut is the module
+    itself. With autograd on, the result still carries gradients to the input.
+    """
+    from backends.networks.irse import BottleneckIRSE
+
+    torch.manual_seed(0)
+    unit = BottleneckIRSE(in_ch, depth, stride).eval()
+    x = torch.randn(2, in_ch, 15, 15)
+    with torch.no_grad():
+        expected = unit(x)
+    with torch.inference_mode():
+        fast = e4e._run_unit(unit, x.contiguous(memory_format=torch.channels_last))
+    assert fast.shape == expected.shape
+    assert torch.allclose(fast, expected, atol=1e-6 * expected.abs().max().item())
+    xg = x.clone().requires_grad_(True)
+    out = e4e._run_unit(unit, xg)
+    assert torch.allclose(out.detach(), expected, atol=1e-6 * expected.abs().max().item())
+    out.sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
+
+
+def test_channels_last_option_gives_the_same_codes(inverter: e4e.E4EInverter, monkeypatch) -> None:
+    """FACELAB_E4E_CHANNELS_LAST=1 stores conv weights channels-last; the codes are those of the default layout.
+
+    Measured max|diff| 2e-6 on codes of max|x| ~1.1 (another summation order in the convolutions).
+    """
+    state = {k: v for k, v in inverter.encoder.state_dict().items()}
+    # 3x3 convs: a 1x1 weight is contiguous in both layouts.
+    convs = [m for m in inverter.encoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    assert not any(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)  # default: NCHW
+    monkeypatch.setenv("FACELAB_E4E_CHANNELS_LAST", "1")
+    encoder = e4e.encoder_from_state_dict(state)
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
+               for m in encoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    image = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        expected, actual = inverter.encoder(image), encoder(image)
+    print(f"e4e channels-last codes max|diff| {(actual - expected).abs().max().item():.3g} "
+          f"(max|x| {expected.abs().max().item():.3g})")
+    assert torch.allclose(actual, expected, atol=1e-5 * expected.abs().max().item(), rtol=0)

@@ -15,6 +15,13 @@ The CUDA kernels of the original code (``upfirdn2d`` and the fused bias +
 leaky-ReLU) are written here with ordinary tensor operations, so the same code
 runs on CPU and CUDA.
 
+Speed (see bench/bench_stylegan2.py): activations run channels-last; the
+bias and the sqrt(2) gain of each styled conv are folded into its
+convolution, so noise + bias + leaky-ReLU cost one add and one activation
+pass (done in place when nothing needs gradients); the FIR blur and the
+toRGB 2x upsampling are single depthwise convolutions with cached kernels.
+The maths is the official one; outputs differ only by float rounding.
+
 W+ layout (``n_latent`` rows): ``conv1`` reads row 0 and ``to_rgb1`` row 1;
 ``convs[2k]`` reads row 2k+1, ``convs[2k+1]`` row 2k+2 and ``to_rgbs[k]`` row
 2k+3, so a toRGB shares its row with the next up-sampling conv.
@@ -94,6 +101,37 @@ def fir_kernel(taps: Sequence[float] = BLUR_TAPS, gain: float = 1.0) -> torch.Te
     return k2 / k2.sum() * gain
 
 
+def _needs_grad(*tensors: torch.Tensor | None) -> bool:
+    """True when autograd records this step (then no in-place update of its results is allowed)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+class _FirWeightCache:
+    """The depthwise conv weight [c, 1, kh, kw] of a FIR ``kernel`` buffer, built once per (c, dtype, device).
+
+    Rebuilt when the buffer is replaced or changed in place (``.to()``,
+    ``load_state_dict``). Built outside inference mode so the cached tensor
+    can still be used later by a forward pass that autograd records.
+    """
+
+    def __init__(self, flip: bool):
+        self.flip = flip  # upfirdn2d's true convolution flips the kernel; conv_transpose2d does not
+        self.key: tuple | None = None
+        self.weight: torch.Tensor | None = None
+
+    def get(self, kernel: torch.Tensor, channels: int, like: torch.Tensor) -> torch.Tensor:
+        # Inference tensors (a module built under inference mode) keep no version counter.
+        version = 0 if kernel.is_inference() else kernel._version
+        key = (channels, like.dtype, like.device, kernel.data_ptr(), version)
+        if key != self.key:
+            with torch.inference_mode(False), torch.no_grad():
+                k = torch.flip(kernel, [0, 1]) if self.flip else kernel
+                k = k.to(dtype=like.dtype, device=like.device)
+                self.weight = k.reshape(1, 1, *k.shape).expand(channels, 1, *k.shape).contiguous()
+            self.key = key
+        return self.weight
+
+
 # --------------------------------------------------------------------------
 # Layers (attribute names mirror the rosinality checkpoint keys)
 # --------------------------------------------------------------------------
@@ -147,9 +185,17 @@ class Blur(nn.Module):
         super().__init__()
         self.register_buffer("kernel", fir_kernel(gain=gain))
         self.pad = pad
+        self._weight = _FirWeightCache(flip=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, pad=self.pad)
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``upfirdn2d(x, kernel, pad=pad)`` (+ ``bias`` per channel), as one depthwise conv."""
+        before, after = self.pad
+        if before != after or before < 0:
+            out = upfirdn2d(x, self.kernel, pad=self.pad)
+            return out if bias is None else out + bias.view(1, -1, 1, 1)
+        # Equal padding on every side is the conv's own zero padding: no padded copy of x.
+        weight = self._weight.get(self.kernel, x.shape[1], x)
+        return F.conv2d(x, weight, bias, padding=before, groups=x.shape[1])
 
 
 class Upsample(nn.Module):
@@ -163,9 +209,18 @@ class Upsample(nn.Module):
         taps = len(BLUR_TAPS)
         surplus = taps - factor
         self.pad = ((surplus + 1) // 2 + factor - 1, surplus // 2)  # (2, 1) for 4 taps, x2
+        self._weight = _FirWeightCache(flip=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+        # Zero insertion + pad (b, a) + FIR equals a stride-``factor`` depthwise transposed conv with the
+        # unflipped kernel and padding kh-1-b, whenever a == b - factor + 1 (true for (2, 1), x2, 4 taps):
+        # no zero-stuffed 4x image is built.
+        before, after = self.pad
+        crop = self.kernel.shape[0] - 1 - before
+        if crop < 0 or after != before - self.factor + 1 or self.kernel.shape[0] != self.kernel.shape[1]:
+            return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+        weight = self._weight.get(self.kernel, x.shape[1], x)
+        return F.conv_transpose2d(x, weight, stride=self.factor, padding=crop, groups=x.shape[1])
 
 
 def _delta_as_5d(delta: torch.Tensor) -> torch.Tensor:
@@ -226,21 +281,72 @@ class ModulatedConv2d(nn.Module):
     def forward_styled(self, x: torch.Tensor, s: torch.Tensor,
                        delta: torch.Tensor | None = None) -> torch.Tensor:
         """Convolve ``x`` [B,in,H,W] with weights modulated by the given styles ``s`` [B,in]."""
+        return self._conv(x, s, delta)
+
+    def _conv(self, x: torch.Tensor, s: torch.Tensor, delta: torch.Tensor | None = None,
+              gain: float = 1.0, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``gain * conv(x) + bias`` (bias [out] per channel, broadcast over the batch).
+
+        The gain scales the small per-sample weight instead of the output, and
+        the bias rides in the conv (or, after an up-sampling conv, in the
+        blur), so neither costs a pass over the activations.
+        """
         b, _, h, w = x.shape
+        if b > 1 and delta is None:
+            return self._conv_shared(x, s, gain, bias)
         weight = self._weights(s, delta)
         if delta is not None and weight.shape[0] != b:
             raise ValueError("weight delta batch must be 1 or match the input batch")
+        if gain != 1.0:
+            weight = weight * gain
         k = self.kernel_size
-        # One grouped conv runs every sample with its own weights.
+        # One grouped conv runs every sample with its own weights: a plain conv when b == 1 (x stays
+        # channels-last); per-sample weight deltas (b > 1) make the reshape one contiguous [1, b*in] map.
         x = x.reshape(1, b * self.in_ch, h, w)
+        group_bias = None if bias is None else bias.repeat(b)
         if self.upsample:
             weight = weight.transpose(1, 2).reshape(b * self.in_ch, self.out_ch, k, k)
             out = F.conv_transpose2d(x, weight, stride=2, padding=0, groups=b)
-            out = out.view(b, self.out_ch, out.shape[-2], out.shape[-1])
-            return self.blur(out)
+            # Blur per channel of the [1, b*out] map: same as blurring [b, out], minus a reshape.
+            out = self.blur(out, group_bias)
+            return out.view(b, self.out_ch, out.shape[-2], out.shape[-1])
         weight = weight.reshape(b * self.out_ch, self.in_ch, k, k)
-        out = F.conv2d(x, weight, padding=k // 2, groups=b)
+        out = F.conv2d(x, weight, group_bias, padding=k // 2, groups=b)
         return out.view(b, self.out_ch, h, w)
+
+    def _conv_shared(self, x: torch.Tensor, s: torch.Tensor, gain: float,
+                     bias: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`_conv` for a batch without weight deltas, as one ordinary batched conv.
+
+        conv(x, scale*W*s_b) * d_b equals conv(x * s_b, scale*W) * d_b: the
+        styles scale the input channels and the demodulation d_b (per sample
+        and output channel, from sum_i s_bi^2 * sum_k (scale*W_oik)^2) scales
+        the output, so all samples share one weight (after an up-sampling
+        conv, d_b and the bias are applied after the blur, which is linear
+        per channel). Many video frames then cost one batched conv per layer.
+        """
+        b = x.shape[0]
+        weight = self.weight[0] * self.scale
+        x = x * s.view(b, self.in_ch, 1, 1)
+        if self.demodulate:
+            demod = torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + DEMOD_EPS) * gain
+        else:
+            demod = None
+            weight = weight * gain if gain != 1.0 else weight
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0))
+        else:
+            out = F.conv2d(x, weight, bias if demod is None else None, padding=self.kernel_size // 2)
+            if demod is None:
+                return out
+        grad = _needs_grad(out, demod, bias)
+        if demod is not None:
+            demod = demod.view(b, self.out_ch, 1, 1)
+            out = out * demod if grad else out.mul_(demod)
+        if bias is not None:
+            bias = bias.view(1, -1, 1, 1)
+            out = out + bias if grad else out.add_(bias)
+        return out
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, delta: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_styled(x, self.style(w), delta)
@@ -279,7 +385,20 @@ class StyledConv(nn.Module):
 
     def forward_styled(self, x: torch.Tensor, s: torch.Tensor, noise: torch.Tensor,
                        delta: torch.Tensor | None = None) -> torch.Tensor:
-        return self.activate(self.noise(self.conv.forward_styled(x, s, delta), noise))
+        """leaky_relu(conv(x) + strength * noise + bias, 0.2) * sqrt(2).
+
+        Computed as leaky_relu(g*conv(x) + g*bias + g*strength*noise, 0.2) with
+        g = sqrt(2) (leaky-ReLU commutes with a positive scale): g and the bias
+        go into the conv, leaving one add and one activation pass, both in
+        place on the fresh conv output unless autograd records the step.
+        """
+        gain = ACT_GAIN
+        out = self.conv._conv(x, s, delta, gain=gain, bias=self.activate.bias * gain)
+        noise = noise.to(out.dtype)
+        strength = self.noise.weight * gain
+        if _needs_grad(out):
+            return F.leaky_relu(torch.addcmul(out, noise, strength), LEAKY_SLOPE)
+        return F.leaky_relu_(out.addcmul_(noise, strength), LEAKY_SLOPE)
 
 
 class ToRGB(nn.Module):
@@ -294,10 +413,11 @@ class ToRGB(nn.Module):
 
     def forward_styled(self, x: torch.Tensor, s: torch.Tensor,
                        skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv.forward_styled(x, s) + self.bias
-        if skip is not None:
-            out = out + self.upsample(skip)
-        return out
+        out = self.conv._conv(x, s, bias=self.bias.view(-1))
+        if skip is None:
+            return out
+        skip = self.upsample(skip)
+        return out + skip if _needs_grad(out, skip) else out.add_(skip)
 
 
 class NoiseBuffers(nn.Module):
@@ -511,7 +631,9 @@ class Generator(nn.Module):
         """Run the synthesis network from precomputed style vectors."""
         batch = conv_styles[0].shape[0]
         convs = self.styled_convs()
-        x = self.input(batch)
+        # Channels-last activations: the CPU convolutions (depthwise FIR ones most of all) run several
+        # times faster on NHWC; results are the same tensors in another memory order.
+        x = self.input(batch).contiguous(memory_format=torch.channels_last)
         x = convs[0].forward_styled(x, conv_styles[0], noises[0], weight_deltas[0])
         skip = self.to_rgb1.forward_styled(x, rgb_styles[0])
         for k, to_rgb in enumerate(self.to_rgbs):
@@ -519,7 +641,7 @@ class Generator(nn.Module):
             x = convs[j].forward_styled(x, conv_styles[j], noises[j], weight_deltas[j])
             x = convs[j + 1].forward_styled(x, conv_styles[j + 1], noises[j + 1], weight_deltas[j + 1])
             skip = to_rgb.forward_styled(x, rgb_styles[k + 1], skip)
-        return skip
+        return skip.contiguous()  # callers get the usual NCHW layout
 
     def synthesis(self, wplus: torch.Tensor, noise: Any = "const", generator: torch.Generator | None = None,
                   weight_deltas: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
