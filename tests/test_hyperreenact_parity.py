@@ -211,8 +211,10 @@ def test_case_c_images(hyper_out):
         no_delta = G(t(case["wplus"]), weight_deltas=hr.conv_deltas_zero(), **kwargs)
     assert_close(image, case["image"], IMAGE_ATOL, "hyperreenact c: image")
     assert_close(from_codes, case["image_from_e4e_codes"], IMAGE_ATOL, "hyperreenact c: image from e4e codes")
-    # Invariant: Δ = 0 gives the source inversion exactly.
-    assert torch.equal(no_delta, G(t(case["wplus"]), **kwargs))
+    # Invariant: Δ = 0 gives the source inversion exactly (both renders in the same mode: under autograd
+    # the generator takes the reference operation order, which rounds differently).
+    with torch.inference_mode():
+        assert torch.equal(no_delta, G(t(case["wplus"]), **kwargs))
     assert_close(no_delta, case["image_no_delta"], IMAGE_ATOL, "hyperreenact c: Δ = 0")
 
 
