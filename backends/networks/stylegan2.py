@@ -190,8 +190,7 @@ class Blur(nn.Module):
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """``upfirdn2d(x, kernel, pad=pad)`` (+ ``bias`` per channel), as one depthwise conv."""
         before, after = self.pad
-        # Under autograd the reference upfirdn2d keeps FALCO's gradients rounded as the official code's.
-        if before != after or before < 0 or _needs_grad(x, bias):
+        if before != after or before < 0:
             out = upfirdn2d(x, self.kernel, pad=self.pad)
             return out if bias is None else out + bias.view(1, -1, 1, 1)
         # Equal padding on every side is the conv's own zero padding: no padded copy of x.
@@ -219,7 +218,7 @@ class Upsample(nn.Module):
         before, after = self.pad
         crop = self.kernel.shape[0] - 1 - before
         if (crop < 0 or after != before - self.factor + 1 or self.kernel.shape[0] != self.kernel.shape[1]
-                or _needs_grad(x)):  # the reference path under autograd, as in Blur
+                or _needs_grad(x)):  # under autograd, the reference (see StyledConv.forward_styled)
             return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
         weight = self._weight.get(self.kernel, x.shape[1], x)
         return F.conv_transpose2d(x, weight, stride=self.factor, padding=crop, groups=x.shape[1])
@@ -397,10 +396,11 @@ class StyledConv(nn.Module):
         gain = ACT_GAIN
         if _needs_grad(x, s, delta, self.activate.bias, self.noise.weight):
             # Under autograd (FALCO's optimisation) the official order is kept: conv, + noise, + bias,
-            # activation, gain, and the reference upfirdn2d FIR filters (Blur, Upsample). Adam divides
+            # activation, gain (and the toRGB skip is upsampled by the reference upfirdn2d). Adam divides
             # each gradient element by its own running magnitude, so float32 rounding differences in
-            # small gradients grow into visible latent differences within two steps: the fast forms
+            # small gradients grow into visible latent differences within two steps: the folded forms
             # moved FALCO's latents by 1.5e-4 after step 1 (fixture tolerance 1e-4), this order 2.6e-5.
+            # (The depthwise-conv blur rounds like upfirdn2d and stays.)
             out = self.conv._conv(x, s, delta)
             out = out + self.noise.weight * noise.to(out.dtype)
             return F.leaky_relu(out + self.activate.bias.view(1, -1, 1, 1), LEAKY_SLOPE) * gain
