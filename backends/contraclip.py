@@ -44,7 +44,7 @@ from .device import get_device
 from .errors import CheckpointError, FaceLabError, InputError, MissingWeightsError
 from .face import paste_back as paste_into_photo
 from .inversion import Inversion, LRUCache, content_hash, tensor_to_pil
-from .media import ImageSource, results_dir, write_video
+from .media import ImageSource, write_video
 from .networks.clip import ClipEncoder, load_clip
 from .networks.contraclip import (
     DEFAULT_EPS,
@@ -56,6 +56,7 @@ from .networks.contraclip import (
     render_codes,
     traverse,
 )
+from .results import results_dir, seal
 from .standin import standin_enabled
 from .weights import get_entry, load_checkpoint
 
@@ -565,6 +566,8 @@ def strip(photo: ImageSource | None = None, *, seed: int | None = None, corpus: 
     gif = folder / "latent_path.gif"
     loop[0].save(gif, save_all=True, append_images=loop[1:], duration=200, loop=0)
     mp4 = write_video([np.asarray(im) for im in loop], folder / "latent_path.mp4", fps=5)
+    if out_dir is None:
+        seal(folder)
     notices = list(start.notices) + list(model.notes)
     standin = model.standin or inversion.get_models().standin
     if standin:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import gradio as gr
 import pandas as pd
 
 from backends.device import get_device
-from backends.media import results_dir
+from backends.results import results_dir, seal
 
 from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
 
@@ -78,6 +80,7 @@ def anonymize(
     pasted_png, face_png = folder / "anonymized_photo.png", folder / "anonymized_face.png"
     result.pasted.save(pasted_png)
     result.anonymized.save(face_png)
+    seal(folder)
     stages = [
         (result.aligned, "Aligned original"),
         (result.inversion, "Inversion (e4e)"),
@@ -104,11 +107,17 @@ def anonymize_zip(
 ):  # noqa: B008 - gradio injects the tracker
     from backends import falco
 
-    bundle, report = falco.anonymize_zip(
-        archive, results_dir("anonymization_zip"), margin=float(margin), steps=steps, seed=seed,
-        candidates=candidates, variant=variant, already_aligned=bool(already_aligned),
-        progress=lambda f, d: progress(f, desc=d),
-    )
+    folder = results_dir("anonymization_zip")
+    try:
+        bundle, report = falco.anonymize_zip(
+            archive, folder, margin=float(margin), steps=steps, seed=seed,
+            candidates=candidates, variant=variant, already_aligned=bool(already_aligned),
+            progress=lambda f, d: progress(f, desc=d),
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # a refused request leaves nothing on disk
+        raise
+    seal(folder)
     table = pd.DataFrame(report.rows, columns=list(falco.REPORT_FIELDS))
     summary = {"anonymised": report.succeeded, "failed": report.failed, "standin": report.standin,
                "limits": {"files": falco.MAX_ZIP_FILES, "megabytes": falco.MAX_ZIP_BYTES // 2**20}}

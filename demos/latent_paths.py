@@ -73,14 +73,16 @@ def _start(start: str, photo: str | None, seed: float | None) -> tuple[str | Non
 def edit_path(start: str, photo: str | None, seed: float | None, corpus: str, path: str, strength: float,
               eps: float, render_mode: str, paste_back: bool):
     from backends import contraclip
-    from backends.media import results_dir
+    from backends.results import results_dir, seal
 
     photo, seed = _start(start, photo, seed)
     res = contraclip.edit(photo, seed=seed, corpus=corpus, path=path, strength=float(strength), eps=float(eps),
                           render_mode=render_mode, paste_back=bool(paste_back), with_origin=True)
     show_notices(res.notices)
-    png = results_dir("latent_paths") / "latent_path_edit.png"
+    folder = results_dir("latent_paths")
+    png = folder / "latent_path_edit.png"
     res.final.save(png)
+    seal(folder)
     stages = [(res.origin, "Start (inversion)" if res.start.kind == "photo" else f"Start (seed {res.start.seed})")]
     if res.start.inversion is not None:
         stages.insert(0, (res.start.inversion.aligned.image, "Aligned photo"))

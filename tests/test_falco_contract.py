@@ -7,6 +7,7 @@ the whole budget (about a minute); everything else here fails before any network
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 
 import pytest
@@ -86,7 +87,8 @@ def test_anonymize_photo(client, files):
     assert "Stand-in weights are in use: the images are not results of FALCO." in details["notices"]
 
 
-def test_bad_inputs_are_clear_errors(client, files):
+def test_bad_inputs_are_clear_errors(client, files, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACELAB_RESULTS_DIR", str(tmp_path / "results"))
     with pytest.raises(AppError, match=r"^Please upload a photo\.$"):
         client.predict(None, *OPTIONS, api_name="/anonymize")
     with pytest.raises(AppError, match=r"^No face was found in the photo\. "):
@@ -99,10 +101,16 @@ def test_bad_inputs_are_clear_errors(client, files):
         client.predict(None, *OPTIONS, api_name="/anonymize_zip")
     with pytest.raises(AppError, match=r"^The zip holds 21 images; at most 20 are processed per upload\.$"):
         client.predict(handle_file(files["big_zip"]), *OPTIONS, api_name="/anonymize_zip")
+    results = tmp_path / "results"
+    assert not results.exists() or list(results.iterdir()) == []  # refused requests leave no folder
 
 
-def test_zip_failures_are_reported(client, files):
+def test_zip_failures_are_reported(client, files, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACELAB_RESULTS_DIR", str(tmp_path / "results"))
     bundle, table, summary = client.predict(handle_file(files["failing_zip"]), *OPTIONS, api_name="/anonymize_zip")
+    (folder,) = (tmp_path / "results").iterdir()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.rglob("*") if p.is_file()} == {0o600}
     assert summary["anonymised"] == 0 and summary["failed"] == 2
     statuses = {row[0]: row[1] for row in table["data"]}
     assert statuses == {"000_wall.png": "no_face", "001_broken.jpg": "failed"}
