@@ -13,9 +13,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def allocator_state() -> str:
+    """Whether glibc's malloc keeps freed memory (see backends/allocator.py); it changes CPU times a lot."""
+    try:
+        from backends import allocator
+    except ImportError:
+        return "unknown"
+    return "on" if allocator.tuned() else f"off ({allocator.ENV}=0 or not glibc)"
+
+
 def memory_rows(device) -> list[tuple[str, str]]:
     """Peak RSS, plus peak CUDA memory when ``device`` is a GPU."""
-    rows = [("peak RSS", f"{peak_rss_mb():.0f} MB")]
+    rows = [("peak RSS", f"{peak_rss_mb():.0f} MB"),
+            ("freed memory kept for reuse (backends.allocator)", allocator_state())]
     if device.type == "cuda":
         import torch
 

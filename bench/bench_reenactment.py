@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import memory_rows, print_table
+from _common import allocator_state, memory_rows, print_table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -202,7 +202,8 @@ def main() -> None:
         rows = bench(max(1, args.runs), max(1, args.frames), device)
     print(
         f"StyleMask reenactment benchmark: torch {torch.__version__}, "
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {device}\n"
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, device {device}, "
+        f"freed memory kept for reuse: {allocator_state()}\n"
     )
     print_table(rows, "step")
 

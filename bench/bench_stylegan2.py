@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _common import memory_rows, print_table
+from _common import allocator_state, memory_rows, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -245,7 +245,8 @@ def main() -> None:
     if args.speed:
         rows = speed_rows(max(args.runs, 1), args.baseline_rev)
         print(f"StyleGAN2 CPU floor table: torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-              f"stand-in weights, median of {max(args.runs, 1)} interleaved runs\n")
+              f"stand-in weights, median of {max(args.runs, 1)} interleaved runs, freed memory kept for reuse: "
+              f"{allocator_state()}\n")
         print_table(rows, "step")
         return
     rows = bench(max(args.runs, 1), device)

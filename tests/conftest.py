@@ -55,6 +55,9 @@ def release_model_caches() -> None:
         if callable(clear) and getattr(clear, "__module__", "") == name:
             clear()
     gc.collect()
+    from backends.allocator import release_free_memory
+
+    release_free_memory()  # the freed weights go back to the system, not only to the heap
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -153,9 +153,23 @@ def _astronaut_clip(astronaut: np.ndarray, offsets: list[tuple[int, int] | None]
 
 def test_video_gives_two_mp4s_with_every_frame(tmp_path, astronaut):
     clip = write_video(_astronaut_clip(astronaut, [(0, 0), (24, 16), (48, 40)]), tmp_path / "drive.mp4", fps=8)
-    fractions = []
-    res = r.reenact_video(astronaut, clip, out_dir=tmp_path / "out", progress=lambda f, _d: fractions.append(f))
+    fractions, labels = [], []
+
+    def progress(fraction: float, desc: str) -> None:
+        fractions.append(fraction)
+        labels.append(desc)
+
+    batches = []
+    original = inversion.encode
+    inversion.encode = lambda models, crops: batches.append(crops.shape[0]) or original(models, crops)
+    try:
+        res = r.reenact_video(astronaut, clip, out_dir=tmp_path / "out", progress=progress)
+    finally:
+        inversion.encode = original
     assert res.frames == 3 and res.frames_without_face == 0
+    # The three frames are one batch: one e4e pass of 3 crops (the source was inverted before, or is 1 crop).
+    assert batches[-1] == 3 and sum(batches) in (3, 4)
+    assert "Reenacting frames 1-3 of 3" in labels
     for path in (res.comparison_video, res.result_video):
         assert path.is_file() and path.suffix == ".mp4"
         assert len(read_video(path)) == 3
@@ -176,6 +190,34 @@ def test_video_frames_without_face_reuse_the_last_good_one(tmp_path, astronaut):
     # All three show the one reenacted frame (up to video compression).
     assert np.abs(frames[0].astype(int) - frames[1].astype(int)).mean() < 3
     assert np.abs(frames[2].astype(int) - frames[1].astype(int)).mean() < 3
+
+
+def test_batched_frames_match_one_at_a_time(astronaut):
+    """StyleMask's batched frame path (one e4e and one generator pass) gives the per-frame results."""
+    from backends.face import get_detector
+    from backends.reenactment.stylemask import ENGINE
+
+    frames = [np.ascontiguousarray(astronaut[d : d + 448, d : d + 448]) for d in (0, 40)]
+    faces = [get_detector("auto").detect(f)[0] for f in frames]
+    items = [(f, face.landmarks, face.box) for f, face in zip(frames, faces, strict=True)]
+    src = ENGINE.prepare_source(astronaut, already_aligned=False)
+    batched = ENGINE.render_frames(src, items, 0.7)
+    single = [ENGINE.render(src, ENGINE.prepare_frame(*item), 0.7).image for item in items]
+    assert len(batched) == 2 and batched[0].size == (1024, 1024)
+    for a, b in zip(batched, single, strict=True):
+        diff = np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int))
+        assert diff.max() <= 2 and diff.mean() < 0.01  # 8-bit rounding of float32 noise only
+    assert np.abs(np.asarray(batched[0], dtype=int) - np.asarray(batched[1], dtype=int)).mean() > 1
+
+
+def test_next_drivers_groups_distinct_frames_in_order():
+    # Frames 0-1 reuse frame 1 (leading gap), 3 reuses 2, 5-6 reuse 4.
+    driver = [(1, "p1", "b1"), (1, "p1", "b1"), (2, "p2", "b2"), (2, "p2", "b2"), (4, "p4", "b4"),
+              (4, "p4", "b4"), (4, "p4", "b4"), (7, "p7", "b7")]
+    assert [j for j, _p, _b in r.common._next_drivers(driver, 0, 2)] == [1, 2]
+    assert [j for j, _p, _b in r.common._next_drivers(driver, 4, 4)] == [4, 7]
+    assert [j for j, _p, _b in r.common._next_drivers(driver, 3, 1)] == [2]
+    assert r.common._next_drivers(driver, 2, 3)[1] == (4, "p4", "b4")
 
 
 def test_video_without_any_face(tmp_path, astronaut):

@@ -512,3 +512,39 @@ def test_fir_fast_paths_equal_upfirdn2d_and_follow_kernel_changes():
     xg = x.clone().requires_grad_(True)
     fresh(xg).sum().backward()
     assert xg.grad is not None and xg.grad.shape == x.shape
+
+
+@pytest.mark.parametrize("upsample", [False, True])
+def test_autograd_activation_is_bit_identical_to_the_plain_graph(upsample: bool) -> None:
+    """FALCO's path: noise + bias + leaky-ReLU * sqrt(2) as one autograd Function, forward and backward.
+
+    Adam divides each gradient element by its own magnitude, so FALCO's parity needs the official
+    rounding; the Function must give exactly the plain graph's values and gradients (for the
+    input and styles, and for noise strength and bias when they are trained).
+    """
+    gen = torch.Generator().manual_seed(31)
+    layer = sg.StyledConv(16, 8, 512, upsample=upsample)
+    with torch.no_grad():
+        layer.noise.weight.fill_(0.3)
+        layer.activate.bias.copy_(torch.randn(8, generator=gen))
+    x = torch.randn(1, 16, 8, 8, generator=gen)
+    s = torch.randn(1, 16, generator=gen) + 1
+    size = 16 if upsample else 8
+    noise = torch.randn(1, 1, size, size, generator=gen)
+    grad_out = torch.randn(1, 8, size, size, generator=gen)
+
+    def run(fused: bool) -> tuple[torch.Tensor, ...]:
+        xi, si = x.clone().requires_grad_(True), s.clone().requires_grad_(True)
+        layer.zero_grad()
+        if fused:
+            out = layer.forward_styled(xi, si, noise)
+        else:
+            out = layer.conv._conv(xi, si) + layer.noise.weight * noise
+            out = F.leaky_relu(out + layer.activate.bias.view(1, -1, 1, 1), sg.LEAKY_SLOPE) * sg.ACT_GAIN
+        out.backward(grad_out)
+        return out.detach(), xi.grad, si.grad, layer.noise.weight.grad.clone(), layer.activate.bias.grad.clone()
+
+    fused, plain = run(True), run(False)
+    for name, a, b in zip(("output", "grad x", "grad styles", "grad strength", "grad bias"), fused, plain, strict=True):
+        assert torch.equal(a, b), f"{name}: max|diff| {(a - b).abs().max().item():.3g}"
+    assert (fused[0] < 0).any() and (fused[0] > 0).any()  # both slopes of the activation are exercised

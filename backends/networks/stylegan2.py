@@ -15,12 +15,18 @@ The CUDA kernels of the original code (``upfirdn2d`` and the fused bias +
 leaky-ReLU) are written here with ordinary tensor operations, so the same code
 runs on CPU and CUDA.
 
-Speed (see bench/bench_stylegan2.py): activations run channels-last; the
-bias and the sqrt(2) gain of each styled conv are folded into its
-convolution, so noise + bias + leaky-ReLU cost one add and one activation
-pass (done in place when nothing needs gradients); the FIR blur and the
-toRGB 2x upsampling are single depthwise convolutions with cached kernels.
-The maths is the official one; outputs differ only by float rounding.
+Speed (see bench/bench_stylegan2.py), for inference: every modulated conv
+runs in the shared-weight form (styles scale the input channels,
+demodulation scales the output; one ordinary conv for a whole batch); the
+bias and the sqrt(2) gain of each styled conv are folded into it, so noise +
+bias + leaky-ReLU cost one add and one activation pass, in place; the FIR
+blur and the toRGB 2x upsampling are single depthwise convolutions with
+cached kernels. The maths is the official one; outputs differ only by float
+rounding. Under autograd (FALCO) the official per-sample weights and
+operation order are kept, because Adam magnifies rounding differences (see
+:meth:`StyledConv.forward_styled`); only the noise/bias/activation epilogue
+is one autograd Function there, bit-identical but with one full-size
+tensor instead of four.
 
 W+ layout (``n_latent`` rows): ``conv1`` reads row 0 and ``to_rgb1`` row 1;
 ``convs[2k]`` reads row 2k+1, ``convs[2k+1]`` row 2k+2 and ``to_rgbs[k]`` row
@@ -293,8 +299,11 @@ class ModulatedConv2d(nn.Module):
         blur), so neither costs a pass over the activations.
         """
         b, _, h, w = x.shape
-        if b > 1 and delta is None:
-            return self._conv_shared(x, s, gain, bias)
+        # Shared-weight form whenever the (offset) weight is one for the whole batch, except one image
+        # under autograd (FALCO's step), which keeps the official per-sample weights and their rounding.
+        shared = delta is None or _delta_as_5d(delta).shape[0] == 1
+        if shared and (b > 1 or not _needs_grad(x, s, bias, delta)):
+            return self._conv_shared(x, s, gain, bias, delta)
         weight = self._weights(s, delta)
         if delta is not None and weight.shape[0] != b:
             raise ValueError("weight delta batch must be 1 or match the input batch")
@@ -310,14 +319,15 @@ class ModulatedConv2d(nn.Module):
             out = F.conv_transpose2d(x, weight, stride=2, padding=0, groups=b)
             # Blur per channel of the [1, b*out] map: same as blurring [b, out], minus a reshape.
             out = self.blur(out, group_bias)
-            return out.view(b, self.out_ch, out.shape[-2], out.shape[-1])
+            # (b == 1: the conv's own tensor, not a view, so the epilogue may update it in place.)
+            return out if b == 1 else out.view(b, self.out_ch, out.shape[-2], out.shape[-1])
         weight = weight.reshape(b * self.out_ch, self.in_ch, k, k)
         out = F.conv2d(x, weight, group_bias, padding=k // 2, groups=b)
-        return out.view(b, self.out_ch, h, w)
+        return out if b == 1 else out.view(b, self.out_ch, h, w)
 
     def _conv_shared(self, x: torch.Tensor, s: torch.Tensor, gain: float,
-                     bias: torch.Tensor | None) -> torch.Tensor:
-        """:meth:`_conv` for a batch without weight deltas, as one ordinary batched conv.
+                     bias: torch.Tensor | None, delta: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`_conv` for a batch whose weight offset (if any) is shared, as one ordinary batched conv.
 
         conv(x, scale*W*s_b) * d_b equals conv(x * s_b, scale*W) * d_b: the
         styles scale the input channels and the demodulation d_b (per sample
@@ -327,7 +337,8 @@ class ModulatedConv2d(nn.Module):
         per channel). Many video frames then cost one batched conv per layer.
         """
         b = x.shape[0]
-        weight = self.weight[0] * self.scale
+        base = self.weight if delta is None else self.weight * (1 + _delta_as_5d(delta).to(self.weight))
+        weight = base[0] * self.scale  # (a zero offset leaves W bit for bit: W * 1.0)
         x = x * s.view(b, self.in_ch, 1, 1)
         if self.demodulate:
             demod = torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + DEMOD_EPS) * gain
@@ -362,6 +373,54 @@ class NoiseInjection(nn.Module):
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return x + self.weight * noise.to(x.dtype)
+
+
+class _NoiseBiasActivation(torch.autograd.Function):
+    """``leaky_relu(x + strength * noise + bias, 0.2) * gain`` for autograd, with no extra full-size tensor.
+
+    Forward and backward perform the official operations in the official
+    order on the same operands, so both are bit-identical to the plain
+    autograd graph of :meth:`StyledConv.forward_styled`. But the forward
+    writes into the conv's fresh output instead of allocating four tensors,
+    and the backward keeps only the output (which the next conv holds
+    anyway), not the pre-activation: leaky-ReLU's gradient mask ``pre > 0``
+    equals ``out > 0`` because ``gain > 0``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, strength: torch.Tensor, noise: torch.Tensor, bias: torch.Tensor,
+                gain: float) -> torch.Tensor:
+        scaled_noise = strength * noise
+        if x._base is None and x.shape == torch.broadcast_shapes(x.shape, scaled_noise.shape):
+            out = x.add_(scaled_noise)  # the conv's fresh output: no new tensor at all
+            ctx.mark_dirty(x)
+        else:
+            out = x + scaled_noise  # (updating a view in place would make autograd copy it back)
+        out.add_(bias.view(1, -1, 1, 1))
+        F.leaky_relu_(out, LEAKY_SLOPE).mul_(gain)
+        ctx.save_for_backward(out, strength, noise)
+        ctx.gain = gain
+        ctx.shapes = (scaled_noise.shape, bias.shape)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        out, strength, noise = ctx.saved_tensors
+        noise_shape, bias_shape = ctx.shapes
+        grad_pre = torch.mul(grad, ctx.gain)
+        # leaky-ReLU's backward (out > 0 ? g : 0.2 g), written over the scaled gradient: one tensor.
+        torch.ops.aten.leaky_relu_backward.grad_input(grad_pre, out, LEAKY_SLOPE, False, grad_input=grad_pre)
+        grad_strength = grad_noise = grad_bias = None
+        needs = ctx.needs_input_grad
+        if needs[1] or needs[2]:
+            grad_scaled = grad_pre.sum_to_size(noise_shape)
+            if needs[1]:
+                grad_strength = (grad_scaled * noise).sum_to_size(strength.shape)
+            if needs[2]:
+                grad_noise = (grad_scaled * strength).sum_to_size(noise.shape)
+        if needs[3]:
+            grad_bias = grad_pre.sum_to_size(1, bias_shape[0], 1, 1).view(bias_shape)
+        return grad_pre, grad_strength, grad_noise, grad_bias, None
 
 
 class FusedLeakyReLU(nn.Module):
@@ -402,8 +461,7 @@ class StyledConv(nn.Module):
             # moved FALCO's latents by 1.5e-4 after step 1 (fixture tolerance 1e-4), this order 2.6e-5.
             # (The depthwise-conv blur rounds like upfirdn2d and stays.)
             out = self.conv._conv(x, s, delta)
-            out = out + self.noise.weight * noise.to(out.dtype)
-            return F.leaky_relu(out + self.activate.bias.view(1, -1, 1, 1), LEAKY_SLOPE) * gain
+            return _NoiseBiasActivation.apply(out, self.noise.weight, noise.to(out.dtype), self.activate.bias, gain)
         out = self.conv._conv(x, s, delta, gain=gain, bias=self.activate.bias * gain)
         return F.leaky_relu_(out.addcmul_(noise.to(out.dtype), self.noise.weight * gain), LEAKY_SLOPE)
 
@@ -640,8 +698,8 @@ class Generator(nn.Module):
         """Run the synthesis network from precomputed style vectors."""
         batch = conv_styles[0].shape[0]
         convs = self.styled_convs()
-        # Channels-last activations: the CPU convolutions (depthwise FIR ones most of all) run several
-        # times faster on NHWC; results are the same tensors in another memory order.
+        # Channels-last input: batched convs (mkldnn) keep NHWC, where the depthwise FIR convs run about
+        # three times faster; one-image convs at low resolution fall back to NCHW kernels.
         x = self.input(batch).contiguous(memory_format=torch.channels_last)
         x = convs[0].forward_styled(x, conv_styles[0], noises[0], weight_deltas[0])
         skip = self.to_rgb1.forward_styled(x, rgb_styles[0])

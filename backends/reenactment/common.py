@@ -8,6 +8,7 @@ are not at hand is refused with the reason (:func:`engine_statuses`), never swap
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .. import catalog, inversion
+from ..allocator import release_free_memory
 from ..errors import FaceLabError, InputError, MissingWeightsError, NoFaceError
 from ..face import get_detector
 from ..face import paste_back as paste_into_photo
@@ -33,6 +35,10 @@ from .engine import Engine, EngineStatus, Side, weights_status
 ENGINES = ("stylemask", "hyperreenact", "gan_directions")
 VIDEO_RESULT_SIZE = 512  # frames are written at this size to keep files small
 VIDEO_PANEL_HEIGHT = 384  # height of the side-by-side comparison video
+# Driving frames reenacted together by an engine with a batched path (StyleMask): e4e and the generator
+# then run one batched pass (on CPU a batch of 4 W+ codes costs about 0.8x per image of one at a time;
+# bench/bench_stylegan2.py). Four 1024 renders keep the extra memory near 1 GB.
+FRAME_BATCH = 4
 
 ProgressFn = Callable[[float, str], None]
 
@@ -86,6 +92,8 @@ def release_vox_models() -> None:
     for cached in (vox._cached_vox, vox._cached_deca, hyperreenact._cached_networks, gan_directions._cached_model):
         cached.cache_clear()
     vox.clear_caches()
+    gc.collect()
+    release_free_memory()
 
 
 def _standin_notice(engine: Engine, what: str) -> str:
@@ -280,11 +288,14 @@ def reenact_video(
     cache: dict[int, np.ndarray] = {}
     n = len(video.frames)
     for i, frame in enumerate(video.frames):
-        report(0.05 + 0.9 * i / n, f"Reenacting frame {i + 1} of {n}")
-        j, points, box = driver[i]
+        j = driver[i][0]
         if j not in cache:
-            cache.clear()  # keep only the last good result in memory
-            cache[j] = _reenact_frame(eng, src, video.frames[j], points, box, psi, paste_into)
+            cache.clear()  # keep only the current batch's results in memory
+            todo = _next_drivers(driver, i, FRAME_BATCH if hasattr(eng, "render_frames") else 1)
+            last = i + sum(1 for entry in driver[i:] if entry[0] <= todo[-1][0])  # frames this batch serves
+            report(0.05 + 0.9 * i / n, f"Reenacting frame {i + 1} of {n}" if last == i + 1
+                   else f"Reenacting frames {i + 1}-{last} of {n}")
+            cache.update(_reenact_frames(eng, src, video.frames, todo, psi, paste_into))
         shown = cache[j]
         small = np.asarray(Image.fromarray(shown).resize(_fit(shown.shape, VIDEO_RESULT_SIZE), Image.LANCZOS))
         results.append(small)
@@ -330,20 +341,39 @@ def _fit(shape: Sequence[int], long_side: int) -> tuple[int, int]:
     return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
 
 
-def _reenact_frame(
+def _next_drivers(driver: Sequence[tuple[int, Any, Any]], start: int, count: int) -> list[tuple[int, Any, Any]]:
+    """The next ``count`` distinct driving frames from frame ``start`` on, as (frame index, landmarks, box).
+
+    ``driver`` maps each frame to the good frame it is reenacted with; that index never decreases.
+    """
+    todo: list[tuple[int, Any, Any]] = []
+    for entry in driver[start:]:
+        if not todo or entry[0] != todo[-1][0]:
+            if len(todo) == count:
+                break
+            todo.append(entry)
+    return todo
+
+
+def _reenact_frames(
     engine: Engine,
     src: Side,
-    frame: np.ndarray,
-    landmarks: np.ndarray,
-    box: np.ndarray,
+    frames: Sequence[np.ndarray],
+    todo: Sequence[tuple[int, np.ndarray, np.ndarray]],
     psi: float,
     paste_into: np.ndarray | None,
-) -> np.ndarray:
-    """One driving frame: the engine's crop of it (smoothed landmarks) -> render -> RGB (or pasted photo)."""
-    result = engine.render(src, engine.prepare_frame(frame, landmarks, box), psi).image
-    if paste_into is not None:
-        return paste_into_photo(paste_into, result, src.aligned)
-    return np.asarray(result)
+) -> dict[int, np.ndarray]:
+    """Driving frames ``todo`` (index, smoothed landmarks, box): the engine's crops -> render -> RGB
+    (or pasted into the source photo), by frame index. One batched pass when the engine has one."""
+    if hasattr(engine, "render_frames"):
+        images = engine.render_frames(src, [(frames[j], points, box) for j, points, box in todo], psi)
+    else:
+        images = [engine.render(src, engine.prepare_frame(frames[j], points, box), psi).image
+                  for j, points, box in todo]
+    out = {}
+    for (j, _points, _box), image in zip(todo, images, strict=True):
+        out[j] = paste_into_photo(paste_into, image, src.aligned) if paste_into is not None else np.asarray(image)
+    return out
 
 
 # --------------------------------------------------------------------------- CLI

@@ -12,6 +12,7 @@ Both faces are inverted through the shared, cached inversion step (:mod:`backend
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ from ..device import gpu_task
 from ..face import align_ffhq
 from ..inversion import InversionModels, invert_photo, reconstruction, tensor_to_pil
 from ..media import ImageSource
+from ..networks.e4e import preprocess_aligned
 from ..networks.stylemask import MaskNetwork, load_mask_network, stylemask_forward
 from ..standin import standin_enabled
 from ..weights import load_checkpoint
@@ -107,6 +109,22 @@ class StyleMaskEngine:
         crop = align_ffhq(frame, landmarks, VIDEO_ALIGN_SIZE)
         wplus = inversion.encode_crop(get_models().inversion, crop.image)
         return Side(None, crop, inversion.Inversion(Image.fromarray(frame), crop, wplus))
+
+    def render_frames(
+        self, source: Side, frames: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], psi: float
+    ) -> list[Image.Image]:
+        """Several driving video frames (frame, landmarks, box) against one source, batched.
+
+        The same steps as :meth:`prepare_frame` + :meth:`render` per frame, with one e4e pass and one
+        StyleMask pass (masks, mixing, 1024 decode) for all of them; the generator's batched W+ path
+        shares each layer's weight across the batch.
+        """
+        models = get_models()
+        crops = [align_ffhq(frame, landmarks, VIDEO_ALIGN_SIZE) for frame, landmarks, _box in frames]
+        codes = inversion.encode(models.inversion, torch.stack([preprocess_aligned(c.image) for c in crops]))
+        w_source = source.state.wplus.expand(len(frames), -1, -1)
+        images, _ = reenact_codes(models, w_source, codes, psi)
+        return [tensor_to_pil(image) for image in images]
 
     def render(self, source: Side, driving: Side, psi: float) -> Rendered:
         image, mask_means = reenact_codes(get_models(), source.state.wplus, driving.state.wplus, psi)
