@@ -3,8 +3,36 @@
 from __future__ import annotations
 
 import resource
+import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def run_timed(fn: Callable[[], Any], device: Any = None) -> tuple[Any, float]:
+    """``fn()`` and its wall time in seconds; on a CUDA ``device``, after its queued work has finished."""
+    cuda = device is not None and getattr(device, "type", str(device)).startswith("cuda")
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    if cuda:
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - start
+
+
+def timed(fn: Callable[[], Any], device: Any = None) -> float:
+    """Wall time of one call of ``fn`` in seconds (see :func:`run_timed`)."""
+    return run_timed(fn, device)[1]
+
+
+def median_time(fn: Callable[[], Any], runs: int, device: Any = None) -> float:
+    """Median wall time of ``runs`` calls after one untimed warm-up call."""
+    fn()
+    return statistics.median(timed(fn, device) for _ in range(runs))
 
 
 def peak_rss_mb() -> float:

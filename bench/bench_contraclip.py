@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _common import memory_rows, print_table
+from _common import median_time, memory_rows, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("FACELAB_STAND_IN", "1")
@@ -27,16 +26,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from backends import contraclip as cc  # noqa: E402
 from backends import inversion  # noqa: E402
 from backends.networks import contraclip as net  # noqa: E402
-
-
-def median_time(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -17,34 +17,19 @@ import argparse
 import gc
 import os
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import torch
-from _common import peak_rss_mb, print_table
+from _common import median_time, peak_rss_mb, print_table
+from _common import run_timed as timed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_stylegan2 import gflop, import_baseline, interleaved, matmul_gflops  # noqa: E402
 
 from backends.networks import e4e, irse  # noqa: E402 (needs the sys.path line above)
-
-
-def timed(fn: Callable[[], object]) -> tuple[object, float]:
-    """``fn()`` and its wall time in seconds."""
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
-
-
-def median_time(fn: Callable[[], object], runs: int) -> float:
-    """Median wall time of ``runs`` calls after one untimed warm-up call."""
-    fn()
-    return statistics.median(timed(fn)[1] for _ in range(runs))
 
 
 def n_params(module: torch.nn.Module) -> int:

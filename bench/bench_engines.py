@@ -20,12 +20,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import memory_rows, print_table
+from _common import memory_rows, print_table, timed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -37,16 +36,6 @@ from backends.device import force_device  # noqa: E402
 from backends.media import write_video  # noqa: E402
 from backends.reenactment import gan_directions, hyperreenact, vox  # noqa: E402
 from backends.standin import enable_standin  # noqa: E402
-
-
-def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def bench(engine_key: str, frames: int, device: torch.device) -> list[tuple[str, str]]:

@@ -16,15 +16,14 @@ import argparse
 import gc
 import os
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import torch
-from _common import peak_rss_mb, print_table
+from _common import median_time as _median_time
+from _common import peak_rss_mb, print_table, run_timed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -36,24 +35,13 @@ from backends.networks.mini_xception import load_mini_xception_hdf5  # noqa: E40
 DEVICE = torch.device("cpu")
 
 
-def _sync() -> None:
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
-    _sync()
-    start = time.perf_counter()
-    out = fn()
-    _sync()
-    return out, time.perf_counter() - start
+    return run_timed(fn, DEVICE)
 
 
 def median_time(fn: Callable[[], object], runs: int) -> float:
-    """Median wall time of ``runs`` calls after one untimed warm-up call."""
-    fn()
-    return statistics.median(timed(fn)[1] for _ in range(runs))
-
+    return _median_time(fn, runs, DEVICE)
 
 def bench_dfer_clip(runs: int) -> list[tuple[str, str]]:
     checkpoint, t_build = timed(dfer_clip.standin_checkpoint_dfer_clip_dfew)

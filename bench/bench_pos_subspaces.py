@@ -21,12 +21,11 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _common import memory_rows, print_table
+from _common import memory_rows, print_table, run_timed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -49,13 +48,7 @@ FULL_SIZES = {"N": 112_219, "A": 18_021, "V": 7_295, "AV": 3_910, "theme": 52}
 
 
 def timed(fn: Callable[[], object]) -> tuple[object, float]:
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-    start = time.perf_counter()
-    out = fn()
-    if DEVICE.type == "cuda":
-        torch.cuda.synchronize(DEVICE)
-    return out, time.perf_counter() - start
+    return run_timed(fn, DEVICE)
 
 
 def sample_words(n: int) -> list[str]:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import allocator_state, memory_rows, print_table
+from _common import allocator_state, memory_rows, print_table, timed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -47,16 +47,6 @@ from backends.device import force_device  # noqa: E402
 from backends.media import write_video  # noqa: E402
 from backends.networks.stylemask import stylemask_forward  # noqa: E402
 from backends.standin import enable_standin  # noqa: E402
-
-
-def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def swap_networks(models, old_modules, to_baseline: bool) -> None:

@@ -35,28 +35,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _common import allocator_state, memory_rows, print_table
+from _common import allocator_state, median_time, memory_rows, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backends.networks import stylegan2 as sg  # noqa: E402 (needs the sys.path line above)
-
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    """Wall time of one call of ``fn`` in seconds (waits for CUDA work to finish)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
-def median_time(fn: Callable[[], object], runs: int, device: torch.device) -> float:
-    """Median over ``runs`` calls after one warm-up call."""
-    timed(fn, device)
-    return statistics.median(timed(fn, device) for _ in range(runs))
 
 
 def param_count(module: torch.nn.Module) -> int:

@@ -46,7 +46,7 @@ def test_a_worker_thread_reuses_freed_activations_without_new_pages():
     seen: list[int] = []
 
     def request() -> None:
-        for _ in range(3):
+        for _ in range(5):
             start = _faults()
             _layers(96 * MB // 4)
             seen.append(_faults() - start)
@@ -57,8 +57,10 @@ def test_a_worker_thread_reuses_freed_activations_without_new_pages():
     pages = 96 * MB // 4096
     print(f"minor page faults per pass: {seen} (one activation is {pages} pages)")
     # Untuned glibc maps and unmaps every such block: each pass faults about 13 activations' pages
-    # (measured 319 501 per pass with FACELAB_MALLOC_TUNING=0); tuned, the second pass reuses them all.
-    assert max(seen[1:]) < pages // 10
+    # (measured 319 501 per pass with FACELAB_MALLOC_TUNING=0). Tuned, the heap may take a pass or two
+    # to settle (seen: [147333, 49152, 0], [172109, 24576, 24576, 0, 0]), then a pass reuses every page.
+    assert min(seen[1:]) < pages // 10
+    assert sum(seen[1:]) < 4 * pages  # untuned: about 52 activations
 
 
 def test_release_gives_free_memory_back():

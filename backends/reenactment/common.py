@@ -36,8 +36,8 @@ ENGINES = ("stylemask", "hyperreenact", "gan_directions")
 VIDEO_RESULT_SIZE = 512  # frames are written at this size to keep files small
 VIDEO_PANEL_HEIGHT = 384  # height of the side-by-side comparison video
 # Driving frames reenacted together by an engine with a batched path (StyleMask): e4e and the generator
-# then run one batched pass (on CPU a batch of 4 W+ codes costs about 0.8x per image of one at a time;
-# bench/bench_stylegan2.py). Four 1024 renders keep the extra memory near 1 GB.
+# then run one batched pass. On a GPU that fills the device; on CPU it saves little (e4e 0.93x per crop,
+# the generator the same per image: bench/). Four 1024 renders keep the extra memory near 1 GB.
 FRAME_BATCH = 4
 
 ProgressFn = Callable[[float, str], None]
