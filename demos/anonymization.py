@@ -27,13 +27,14 @@ output). *corrected* gives each network the range it was trained on. **Candidate
 k nearest fakes, picked by the seed (1 = the paper's nearest neighbour; the seed then changes nothing).
 
 *Limits:* one optimisation step renders a 1024 px face and back-propagates through it: about 0.1 s on a big GPU,
-about a minute on a CPU, so CPU runs default to few steps. The fake pool is built once per machine (with
-progress) and cached. Roughly frontal, unoccluded faces work best; the inversion is shown so you can judge it.
+about 4 s on two CPU cores, so CPU runs default to 20 steps (under two minutes). The fake pool is built once per
+machine (with progress; about 1 s per fake on two CPU cores) and cached. Roughly frontal, unoccluded faces work best; the inversion is shown so you can judge it.
 """
 
 
 def _default_steps() -> int:
-    return 50 if get_device().type == "cuda" else 5
+    # bench/bench_falco.py, two CPU cores: 3.8 s per step (it was 22 s before the CPU-speed work, hence 5 then).
+    return 50 if get_device().type == "cuda" else 20
 
 
 def _curves(result) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -143,7 +144,7 @@ def build() -> None:
             margin = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Identity margin m",
                                info="Identity cosine to aim at: 0 = unrelated person (the paper's default).")
             steps = gr.Slider(1, MAX_STEPS, value=_default_steps(), step=1, label="Optimisation steps",
-                              info="The paper uses 50 (about 0.1 s each on a GPU, about a minute on a CPU).",
+                              info="The paper uses 50 (about 0.1 s each on a GPU, about 4 s on two CPU cores).",
                               elem_id="falco-steps")
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
