@@ -28,7 +28,8 @@ k nearest fakes, picked by the seed (1 = the paper's nearest neighbour; the seed
 
 *Limits:* one optimisation step renders a 1024 px face and back-propagates through it: about 0.1 s on a big GPU,
 about 4 s on two CPU cores, so CPU runs default to 20 steps (under two minutes). The fake pool is built once per
-machine (with progress; about 1 s per fake on two CPU cores) and cached. Roughly frontal, unoccluded faces work best; the inversion is shown so you can judge it.
+machine (with progress; about 1 s per fake on two CPU cores) and cached. Roughly frontal, unoccluded faces work
+best; the inversion is shown so you can judge it.
 """
 
 
