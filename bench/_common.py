@@ -1,4 +1,4 @@
-"""What every benchmark script shares: peak memory and the printed table."""
+"""What every benchmark script shares: timing, peak memory, the allocator state and the printed table."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def allocator_state() -> str:
 
 
 def memory_rows(device) -> list[tuple[str, str]]:
-    """Peak RSS, plus peak CUDA memory when ``device`` is a GPU."""
+    """Peak RSS and whether freed memory is kept for reuse, plus peak CUDA memory when ``device`` is a GPU."""
     rows = [("peak RSS", f"{peak_rss_mb():.0f} MB"),
             ("freed memory kept for reuse (backends.allocator)", allocator_state())]
     if device.type == "cuda":
