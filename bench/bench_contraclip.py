@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("FACELAB_STAND_IN", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from backends import contraclip as cc  # noqa: E402
 from backends import inversion  # noqa: E402
+from backends import latent_paths as cc  # noqa: E402
 from backends.networks import contraclip as net  # noqa: E402
 
 
@@ -76,7 +76,7 @@ def main() -> None:
             cc.clip_margins(frames, model.paths[1])
             rows.append((f"CLIP margin of {args.frames} frames (s)", f"{time.perf_counter() - start:.2f}"))
     if args.train_steps > 0:
-        from backends import contraclip_train as tr
+        from backends.latent_paths import training as tr
 
         clip, _ = cc.get_clip()
         cfg = tr.TrainConfig(dipoles=[("a picture of a smiling face.", "a picture of a face in neutral expression.")],

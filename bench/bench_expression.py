@@ -28,7 +28,7 @@ from _common import peak_rss_mb, print_table, run_timed
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from backends.dfer_clip import mini_xception_input  # noqa: E402 (needs the sys.path line above)
+from backends.expression import mini_xception_input  # noqa: E402 (needs the sys.path line above)
 from backends.networks import dfer_clip  # noqa: E402
 from backends.networks.mini_xception import load_mini_xception_hdf5  # noqa: E402
 

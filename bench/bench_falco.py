@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("FACELAB_WEIGHTS_DIR", str(REPO.parent / "shared" / "weights"))  # YuNet
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from backends import falco  # noqa: E402 (needs the sys.path line above)
+from backends import anonymization as falco  # noqa: E402 (needs the sys.path line above)
 from backends.device import force_device  # noqa: E402
 from backends.standin import enable_standin  # noqa: E402
 

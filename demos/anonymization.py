@@ -71,7 +71,7 @@ def anonymize(
     already_aligned: bool = False,
     progress: gr.Progress = gr.Progress(),
 ):  # noqa: B008 - gradio injects the tracker
-    from backends import falco
+    from backends import anonymization as falco
 
     result = falco.anonymize_photo(
         photo, margin=float(margin), steps=steps, seed=seed, candidates=candidates, variant=variant,
@@ -107,7 +107,7 @@ def anonymize_zip(
     already_aligned: bool = False,
     progress: gr.Progress = gr.Progress(),
 ):  # noqa: B008 - gradio injects the tracker
-    from backends import falco
+    from backends import anonymization as falco
 
     folder = results_dir("anonymization_zip")
     try:
@@ -127,7 +127,7 @@ def anonymize_zip(
 
 
 def build() -> None:
-    from backends.falco import MAX_CANDIDATES, MAX_STEPS, MAX_ZIP_BYTES, MAX_ZIP_FILES
+    from backends.anonymization import MAX_CANDIDATES, MAX_STEPS, MAX_ZIP_BYTES, MAX_ZIP_FILES
 
     gr.Markdown(ABOUT)
     with gr.Row():

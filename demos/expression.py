@@ -57,7 +57,7 @@ def analyze_video(
     video: str | None, mode: str, dataset: str, annotate: bool = False,
     progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects the tracker (weight downloads)
 ):
-    from backends import dfer_clip
+    from backends import expression as dfer_clip
 
     result = dfer_clip.analyze_video(video, mode=mode, dataset=dataset, annotate=bool(annotate))
     return _outputs(result, video=True)
@@ -67,7 +67,7 @@ def analyze_video(
 def analyze_photo(
     photo: str | None, mode: str, progress: gr.Progress = gr.Progress()  # noqa: B008 - weight downloads
 ):
-    from backends import dfer_clip
+    from backends import expression as dfer_clip
 
     return _outputs(dfer_clip.analyze_photo(photo, mode=mode), video=False)
 

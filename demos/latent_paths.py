@@ -1,4 +1,4 @@
-"""Tab 2 — latent-path editing with ContraCLIP (UI only; the method lives in backends/contraclip.py)."""
+"""Tab 2 — latent-path editing with ContraCLIP (UI only; the method lives in backends/latent_paths/)."""
 
 from __future__ import annotations
 
@@ -30,14 +30,14 @@ START_CHOICES = [("Photo", "photo"), ("Seed", "seed")]
 
 
 def _corpus_choices() -> list[tuple[str, str]]:
-    from backends import contraclip
+    from backends import latent_paths as contraclip
 
     titles = {k: v[0] for k, v in contraclip.CORPORA.items()}
     return [(titles.get(c, c), c) for c in contraclip.corpus_names()]
 
 
 def _path_labels(corpus: str) -> list[str]:
-    from backends import contraclip
+    from backends import latent_paths as contraclip
 
     return [p.label for p in contraclip.presets(corpus)]
 
@@ -50,7 +50,7 @@ def corpus_changed(corpus: str):
 
 @user_errors
 def sentences(corpus: str, path: str) -> str:
-    from backends import contraclip
+    from backends import latent_paths as contraclip
 
     model_paths = contraclip.presets(corpus)
     for p in model_paths:
@@ -72,7 +72,7 @@ def _start(start: str, photo: str | None, seed: float | None) -> tuple[str | Non
 @user_errors
 def edit_path(start: str, photo: str | None, seed: float | None, corpus: str, path: str, strength: float,
               eps: float, render_mode: str, paste_back: bool):
-    from backends import contraclip
+    from backends import latent_paths as contraclip
     from backends.results import results_dir, seal
 
     photo, seed = _start(start, photo, seed)
@@ -94,7 +94,7 @@ def edit_path(start: str, photo: str | None, seed: float | None, corpus: str, pa
 def path_strip(start: str, photo: str | None, seed: float | None, corpus: str, path: str, max_strength: float,
                frames: float, eps: float, render_mode: str, paste_back: bool, margin: bool,
                progress: gr.Progress = gr.Progress()):  # noqa: B008 - gradio injects the tracker
-    from backends import contraclip
+    from backends import latent_paths as contraclip
 
     photo, seed = _start(start, photo, seed)
 
@@ -109,7 +109,7 @@ def path_strip(start: str, photo: str | None, seed: float | None, corpus: str, p
 
 
 def build() -> None:
-    from backends import contraclip
+    from backends import latent_paths as contraclip
 
     gr.Markdown(ABOUT)
     first_labels = _path_labels("attributes")

@@ -14,10 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
-from backends import contraclip as cc
-from backends import contraclip_train as tr
 from backends import inversion
+from backends import latent_paths as cc
 from backends.errors import InputError, MissingWeightsError
+from backends.latent_paths import training as tr
 from backends.networks import contraclip as net
 from backends.networks import stylegan2 as sg
 from backends.networks.clip import ClipEncoder, TinyClipConfig, load_clip, standin_clip_state_dict
@@ -173,7 +173,7 @@ def tiny_clip() -> ClipEncoder:
 
 
 def test_margin_is_computed_and_labelled_as_standin(tiny_clip, monkeypatch):
-    monkeypatch.setattr(cc, "get_clip", lambda: (tiny_clip, True))
+    monkeypatch.setattr(cc.measure, "get_clip", lambda: (tiny_clip, True))
     preset = cc.presets("attributes")[2]
     images = [Image.new("RGB", (64, 64), c) for c in ((200, 10, 10), (10, 200, 10))]
     margins = cc.clip_margins(images, preset)
@@ -189,7 +189,7 @@ def test_margin_without_clip_weights_says_so(monkeypatch):
     def missing():
         raise MissingWeightsError("no clip", key="clip_vit_b32")
 
-    monkeypatch.setattr(cc, "get_clip", missing)
+    monkeypatch.setattr(cc.measure, "get_clip", missing)
     margins = cc.clip_margins([Image.new("RGB", (8, 8))], cc.presets("attributes")[0])
     assert margins.values is None and margins.note.startswith("CLIP weights (clip_vit_b32) are not available")
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 from fixture_utils import family_dir, load_case, load_json, max_abs_diff, seeded
 
-from backends.dfer_clip import sample_indices
 from backends.errors import CheckpointError
+from backends.expression import sample_indices
 from backends.networks.dfer_clip import (
     DFEW_CLASSES,
     END_TOKEN_ID,

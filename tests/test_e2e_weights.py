@@ -39,7 +39,7 @@ def loopback_sources(monkeypatch, tmp_path, shared_weights):
 
 
 def test_expression_tab_downloads_its_weights_with_a_progress_bar(browser, loopback_sources, shared_weights, tmp_path):
-    from backends import dfer_clip
+    from backends import expression as dfer_clip
 
     skimage_data = pytest.importorskip("skimage.data")
     photo = tmp_path / "astronaut.png"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from backends import dfer_clip as expr
+from backends import expression as expr
 from backends.errors import NoFaceError, VideoError
 from backends.media import write_video
 from backends.networks.dfer_clip import DFEW_CLASSES, MAFW_CLASSES
@@ -367,8 +367,8 @@ def test_uar_war_against_a_hand_computation(tmp_path):
 
 def test_evaluate_cli_prints_uar_and_war(tmp_path, monkeypatch, capsys):
     annotations = _write_dataset(tmp_path, CASES)
-    monkeypatch.setattr(expr, "_load_model_for_evaluation", lambda checkpoint, dataset: None)
-    monkeypatch.setattr(expr, "_model_predictor", lambda model: _colour_predictor)
+    monkeypatch.setattr(expr.cli, "_load_model_for_evaluation", lambda checkpoint, dataset: None)
+    monkeypatch.setattr(expr.cli, "_model_predictor", lambda model: _colour_predictor)
     code = expr.main(["evaluate", "--annotations", str(annotations), "--frames-root", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0

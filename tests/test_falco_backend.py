@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from backends import falco
+from backends import anonymization as falco
 from backends.errors import InputError, NoFaceError
 from backends.networks import farl as farl_net
 from backends.networks import stylegan2
@@ -267,7 +267,7 @@ def photo_dir(tmp_path) -> Path:
 
 def test_folder_cli_reports_resumes_and_leaves_the_input_alone(photo_dir, tmp_path, monkeypatch, capsys) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(falco, "anonymize_photo", _fake_anonymize(calls))
+    monkeypatch.setattr(falco.folder, "anonymize_photo", _fake_anonymize(calls))
     before = _tree_digest(photo_dir)
     out = tmp_path / "out"
     assert falco.main([str(photo_dir), str(out), "--steps", "3"]) == 0
@@ -305,7 +305,7 @@ def test_missing_weights_stop_a_folder_run(photo_dir, tmp_path, monkeypatch) -> 
     def missing(path, **options):
         raise MissingWeightsError("Missing weights: FaRL.")
 
-    monkeypatch.setattr(falco, "anonymize_photo", missing)
+    monkeypatch.setattr(falco.folder, "anonymize_photo", missing)
     with pytest.raises(MissingWeightsError):
         falco.anonymize_folder(photo_dir, tmp_path / "out")
     assert falco.main([str(photo_dir), str(tmp_path / "out")]) == 2
@@ -341,7 +341,7 @@ def test_zip_caps_and_bundle(photo_dir, tmp_path, monkeypatch) -> None:
     with pytest.raises(InputError, match="not a readable zip"):
         falco.extract_zip(not_zip, tmp_path / "z")
     calls: list[str] = []
-    monkeypatch.setattr(falco, "anonymize_photo", _fake_anonymize(calls))
+    monkeypatch.setattr(falco.folder, "anonymize_photo", _fake_anonymize(calls))
     bundle, report = falco.anonymize_zip(archive, tmp_path / "work")
     assert report.succeeded == 3 and report.failed == 2
     assert not (tmp_path / "evil").exists()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from backends import falco
+from backends import anonymization as falco
 from backends.networks import farl, irse
 from backends.networks.stylegan2 import load_genforce_checkpoint
 from tests.fixture_utils import family_dir, genforce_generator_state, load_case, load_json, max_abs_diff, seeded

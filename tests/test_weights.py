@@ -510,7 +510,7 @@ def test_cli_fetch_tab_prints_a_summary(isolated, test_entry, server, monkeypatc
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     server.files["/w.bin"] = PAYLOAD
     entry = _with_sources(test_entry, Source(url=server.url("/w.bin")))
-    monkeypatch.setattr(weights, "REGISTRY", {entry.key: entry})
+    monkeypatch.setattr(weights.registry, "REGISTRY", {entry.key: entry})
     assert weights.tab_rows()[4] == {
         "tab": "expression", "needs": "1", "missing": "unit_test_ckpt",
         "command": "python -m backends.weights fetch --tab expression", "host supplies": "",

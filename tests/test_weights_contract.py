@@ -58,7 +58,7 @@ def astronaut_png(tmp_path):
 
 def test_first_use_downloads_with_progress(client, online, server, shared_weights, astronaut_png, monkeypatch):
     """The expression tab's first photo fetches the baseline's weights; the handler reports the download."""
-    from backends import dfer_clip
+    from backends import expression as dfer_clip
 
     server.files["/mini_xception.hdf5"] = (shared_weights / "fer2013_mini_xception.hdf5").read_bytes()
     entry = REGISTRY["fer_mini_xception"]

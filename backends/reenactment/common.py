@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import sys
 import tempfile
 import time
@@ -21,18 +20,27 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .. import catalog, inversion
+from .. import inversion
 from ..allocator import release_free_memory
-from ..errors import FaceLabError, InputError, MissingWeightsError, NoFaceError
+from ..errors import FaceLabError, InputError, NoFaceError
 from ..face import get_detector
 from ..face import paste_back as paste_into_photo
 from ..face.track import fill_gaps, track_faces
 from ..inversion import FAITHFUL_PSI, psi_for
 from ..media import ImageSource, read_video, side_by_side, write_video
 from ..results import results_dir, seal
-from .engine import Engine, EngineStatus, Side, weights_status
+from .engine import (  # noqa: F401 - the engine registry is part of this module's API
+    ENGINES,
+    Engine,
+    EngineStatus,
+    Side,
+    engine_status,
+    engine_statuses,
+    get_engine,
+    require_engine,
+    weights_status,
+)
 
-ENGINES = ("stylemask", "hyperreenact", "gan_directions")
 VIDEO_RESULT_SIZE = 512  # frames are written at this size to keep files small
 VIDEO_PANEL_HEIGHT = 384  # height of the side-by-side comparison video
 # Driving frames reenacted together by an engine with a batched path (StyleMask): e4e and the generator
@@ -46,35 +54,12 @@ ProgressFn = Callable[[float, str], None]
 # --------------------------------------------------------------------------- engines
 
 
-def get_engine(key: str) -> Engine:
-    """The engine object of ``key`` (its module is imported on first use)."""
-    if key not in ENGINES:
-        raise InputError(f"Unknown reenactment engine '{key}'. Choose one of: {', '.join(ENGINES)}.")
-    return importlib.import_module(f"{__package__}.{key}").ENGINE
 
 
-def engine_status(key: str) -> EngineStatus:
-    """Whether ``key`` can run in this process, and if not, why (missing host-supplied weights...)."""
-    method = catalog.METHODS[key]
-    if not method.available:
-        return EngineStatus(key, False, f"{method.name} ({method.paper}) is not available in this build.")
-    ok, reason = weights_status(get_engine(key).weights)
-    return EngineStatus(key, ok, reason)
 
 
-def engine_statuses() -> list[EngineStatus]:
-    return [engine_status(k) for k in ENGINES]
 
 
-def require_engine(key: str) -> Engine:
-    """The engine, or an error with the reason (:class:`MissingWeightsError` naming every missing file and
-    how to get it); never another engine instead."""
-    engine = get_engine(key)
-    catalog.require(key)
-    status = engine_status(key)
-    if not status.available:
-        raise MissingWeightsError(status.reason, key=key)
-    return engine
 
 
 def clear_caches() -> None:

@@ -7,12 +7,15 @@ weights are missing: :func:`engine_status` reports that, and the flows refuse to
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
+from .. import catalog
+from ..errors import InputError, MissingWeightsError
 from ..face import AlignedFace
 from ..media import ImageSource
 from ..standin import standin_enabled
@@ -88,3 +91,37 @@ def weights_status(keys: tuple[str, ...]) -> tuple[bool, str]:
             how = entry.how_to_get or "; ".join(s.describe() for s in entry.sources)
             parts.append(f"{entry.filename} ({entry.title}): {how.rstrip('.')}.")
     return False, " ".join(parts)
+
+
+ENGINES = ("stylemask", "hyperreenact", "gan_directions")
+
+
+def get_engine(key: str) -> Engine:
+    """The engine object of ``key`` (its module is imported on first use)."""
+    if key not in ENGINES:
+        raise InputError(f"Unknown reenactment engine '{key}'. Choose one of: {', '.join(ENGINES)}.")
+    return importlib.import_module(f"{__package__}.{key}").ENGINE
+
+
+def engine_status(key: str) -> EngineStatus:
+    """Whether ``key`` can run in this process, and if not, why (missing host-supplied weights...)."""
+    method = catalog.METHODS[key]
+    if not method.available:
+        return EngineStatus(key, False, f"{method.name} ({method.paper}) is not available in this build.")
+    ok, reason = weights_status(get_engine(key).weights)
+    return EngineStatus(key, ok, reason)
+
+
+def engine_statuses() -> list[EngineStatus]:
+    return [engine_status(k) for k in ENGINES]
+
+
+def require_engine(key: str) -> Engine:
+    """The engine, or an error with the reason (:class:`MissingWeightsError` naming every missing file and
+    how to get it); never another engine instead."""
+    engine = get_engine(key)
+    catalog.require(key)
+    status = engine_status(key)
+    if not status.available:
+        raise MissingWeightsError(status.reason, key=key)
+    return engine

@@ -39,7 +39,7 @@ from ..networks.gan_directions import (
 from ..standin import standin_enabled
 from ..weights import load_checkpoint
 from . import vox
-from .engine import Rendered, Side
+from .engine import Rendered, Side, require_engine
 
 SLIDER_NAMES = DIRECTION_NAMES
 
@@ -140,8 +140,6 @@ def edit_directions(source: ImageSource, values: Sequence[float], *, truncate: b
     """Move the source along the directions: ``values`` = yaw, pitch, roll (degrees), jaw (radians),
     expression 0–10 (FLAME units), any prefix of that list; the rest are 0. No driving frame is needed.
     """
-    from .common import require_engine
-
     start = time.perf_counter()
     if source is None:
         raise InputError("Please upload a source photo (the face to move).")

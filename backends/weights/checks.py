@@ -13,56 +13,56 @@ from pathlib import Path
 
 
 def stylegan2_ffhq1024(path: Path) -> None:
-    from .networks.stylegan2 import load_rosinality_checkpoint
+    from ..networks.stylegan2 import load_rosinality_checkpoint
 
     load_rosinality_checkpoint(path, size=1024, channel_multiplier=2)
 
 
 def stylegan2_vox256(path: Path) -> None:
-    from .networks.stylegan2 import load_rosinality_checkpoint
+    from ..networks.stylegan2 import load_rosinality_checkpoint
 
     load_rosinality_checkpoint(path, size=256, channel_multiplier=1)
 
 
 def stylegan2_genforce_ffhq1024(path: Path) -> None:
-    from .networks.stylegan2 import load_genforce_checkpoint
+    from ..networks.stylegan2 import load_genforce_checkpoint
 
     load_genforce_checkpoint(path)
 
 
 def e4e_ffhq(path: Path) -> None:
-    from .networks.e4e import load_e4e_checkpoint
+    from ..networks.e4e import load_e4e_checkpoint
 
     load_e4e_checkpoint(path)
 
 
 def arcface_ir_se50(path: Path) -> None:
-    from .networks.irse import load_arcface_checkpoint
+    from ..networks.irse import load_arcface_checkpoint
 
     load_arcface_checkpoint(path)
 
 
 def stylemask_1024(path: Path) -> None:
-    from .networks.stylemask import load_mask_network
+    from ..networks.stylemask import load_mask_network
 
     load_mask_network(path)
 
 
 def clip_vit_b32(path: Path) -> None:
-    from .checkpoints import load_state_dict_strict, safe_load
-    from .networks.dfer_clip import build_clip
+    from ..checkpoints import load_state_dict_strict, safe_load
+    from ..networks.dfer_clip import build_clip
 
     load_state_dict_strict(build_clip(), safe_load(path, what="CLIP ViT-B/32"), "CLIP ViT-B/32")
 
 
 def dfer_clip(path: Path) -> None:
     """Any of the three DFER-CLIP checkpoints (the class count is read from the file)."""
-    from .networks.dfer_clip import load_dfer_clip_checkpoint
+    from ..networks.dfer_clip import load_dfer_clip_checkpoint
 
     load_dfer_clip_checkpoint(path)
 
 
 def mini_xception(path: Path) -> None:
-    from .networks.mini_xception import load_mini_xception_hdf5
+    from ..networks.mini_xception import load_mini_xception_hdf5
 
     load_mini_xception_hdf5(path)

@@ -1,4 +1,4 @@
-"""Learning ContraCLIP paths from sentence pairs (``python -m backends.contraclip train``).
+"""Learning ContraCLIP paths from sentence pairs (``python -m backends.latent_paths train``).
 
 The objective of the paper, for one iteration:
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,9 +35,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .errors import FaceLabError, InputError
-from .networks.clip import ClipEncoder
-from .networks.contraclip import (
+from ..errors import FaceLabError, InputError
+from ..networks.clip import ClipEncoder
+from ..networks.contraclip import (
     LSS_BETA,
     SupportSets,
     jung_radius,
@@ -46,17 +45,12 @@ from .networks.contraclip import (
     pad_shift,
     save_support_sets,
 )
-from .networks.stylegan2 import Generator
-
-TRAINED_ENV = "FACELAB_TRAINED_PATHS_DIR"
+from ..networks.stylegan2 import Generator
+from .paths import TRAINED_ENV, trained_root  # noqa: F401 - TRAINED_ENV names where train writes
 
 ProgressFn = Callable[[int, float], None]
 
 
-def trained_root() -> Path:
-    """Where trained path folders live: $FACELAB_TRAINED_PATHS_DIR, else ~/.cache/facelab/contraclip_trained."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "facelab" / "contraclip_trained"
-    return Path(os.environ.get(TRAINED_ENV, default))
 
 
 @dataclass
@@ -186,7 +180,7 @@ def write_experiment(lss: SupportSets, cfg: TrainConfig, out_dir: str | Path, se
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backends.contraclip train",
+    parser = argparse.ArgumentParser(prog="python -m backends.latent_paths train",
                                      description="Learn ContraCLIP paths in FFHQ-1024 W+ from sentence pairs.")
     parser.add_argument("--dipole", nargs=2, action="append", metavar=("SENTENCE_A", "SENTENCE_B"), required=True,
                         help="a semantic dipole: the sentence to walk toward, then the one to walk away from")
@@ -201,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="deterministic random weights instead of checkpoints (trains nothing useful)")
     args = parser.parse_args(argv)
     if args.stand_in_weights:
-        from .standin import enable_standin
+        from ..standin import enable_standin
 
         enable_standin(True)
     cfg = TrainConfig(dipoles=[tuple(d) for d in args.dipole], iterations=args.iterations,
@@ -211,8 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.name or f"ContraCLIP_W+-K{len(cfg.dipoles)}-D{cfg.num_dipoles}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(args.out) if args.out else trained_root() / name
     try:
-        from . import inversion
-        from .contraclip import get_clip
+        from .. import inversion
+        from .measure import get_clip
 
         models = inversion.get_models()
         clip, clip_standin = get_clip()
@@ -238,5 +232,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["TrainConfig", "estimate_radius", "nt_xent", "sample_shifts", "train", "trained_root",
-           "write_experiment"]

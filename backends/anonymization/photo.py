@@ -1,0 +1,195 @@
+"""One photo through FALCO: align and invert, nearest fake, optimise, paste back."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..device import gpu_task
+from ..errors import InputError
+from ..face import paste_back
+from ..inversion import Inversion, invert_photo
+from ..networks import farl as farl_net
+from .models import FalcoModels, get_models
+from .optimisation import STEPS, FalcoLoss, LatentCode, ProgressFn, StepRecord, Variant, get_variant, optimise
+from .pool import FakePool, build_pool, fake_wplus, pool_features
+
+MAX_STEPS = 200
+MAX_CANDIDATES = 16
+
+
+# --------------------------------------------------------------------------- one photo
+
+
+def image_to_tensor01(image: Image.Image, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``ToTensor``: an RGB image as [1, 3, H, W] float32 in [0, 1]."""
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
+
+
+def output_image(image: torch.Tensor, variant: Variant) -> Image.Image:
+    """A raw generator image as 8-bit RGB: official per-image min–max + truncation, or (x+1)/2 clamped."""
+    x = image.detach().float().cpu()[0]
+    if variant.minmax_output:
+        x = (x - x.min()) / (x.max() - x.min()).clamp_min(1e-12)
+        arr = (255 * x).to(torch.uint8)  # truncates, like the official tensor2image
+    else:
+        arr = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(arr.permute(1, 2, 0).numpy())
+
+
+@dataclass
+class AnonymizeResult:
+    """Everything the tab, the API and the CLI show for one photo."""
+
+    aligned: Image.Image  # the FFHQ-aligned original, 1024
+    inversion: Image.Image  # G(w_real)
+    start: Image.Image  # G(initial latent): the real code with the fake neighbour's layers 3..7
+    anonymized: Image.Image  # G(optimised latent), 1024
+    pasted: Image.Image  # the anonymised face in the original photo
+    history: list[StepRecord]
+    cos_inversion: float  # identity cosine of the inversion to the photo (official ranges of the variant)
+    cos_start: float
+    cos_final: float
+    attr_final: float
+    attr_similarity: float  # cosine of FaRL embeddings of the aligned original and the anonymised face
+    margin: float
+    steps: int
+    seed: int
+    candidates: int
+    neighbour_seed: int
+    neighbour_similarity: float
+    pool_size: int
+    variant: str
+    standin: bool
+    wplus: torch.Tensor  # the optimised W+ [1, 18, 512]
+    notices: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    generator_key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": "FALCO",
+            "variant": self.variant,
+            "margin": self.margin,
+            "steps": self.steps,
+            "seed": self.seed,
+            "candidates": self.candidates,
+            "identity_cosine": {"inversion": round(self.cos_inversion, 4), "start": round(self.cos_start, 4),
+                                "anonymized": round(self.cos_final, 4), "target_margin": self.margin},
+            "attribute_similarity": round(self.attr_similarity, 4),
+            "attribute_loss_final": round(self.attr_final, 3),
+            "loss_first_last": ([round(self.history[0].total, 4), round(self.history[-1].total, 4)]
+                                if self.history else []),
+            "neighbour": {"pool_seed": self.neighbour_seed, "farl_cosine": round(self.neighbour_similarity, 4),
+                          "pool_size": self.pool_size},
+            "generator": self.generator_key,
+            "result_size": list(self.anonymized.size),
+            "seconds": round(self.seconds, 2),
+            "standin": self.standin,
+            "notices": list(self.notices),
+        }
+
+
+def _check_options(margin: float, steps: int, seed: int, candidates: int) -> None:
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and -1.0 <= margin <= 1.0):
+        raise InputError(f"The identity margin must be between -1 and 1, got {margin}.")
+    if int(steps) != steps or not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"The number of steps must be a whole number from 1 to {MAX_STEPS}, got {steps}.")
+    if int(seed) != seed or seed < 0:
+        raise InputError(f"The seed must be a whole number ≥ 0, got {seed}.")
+    if int(candidates) != candidates or not 1 <= candidates <= MAX_CANDIDATES:
+        raise InputError(f"Candidates must be a whole number from 1 to {MAX_CANDIDATES}, got {candidates}.")
+
+
+def pick_neighbour(pool: FakePool, feature: torch.Tensor, candidates: int, seed: int) -> tuple[int, float]:
+    """The pool index to start from: the nearest fake (the paper) or, with ``candidates`` > 1,
+    one of the nearest, drawn by a generator seeded with ``seed``."""
+    order, sims = pool.nearest(feature, k=candidates)
+    pick = 0
+    if len(order) > 1:
+        pick = int(torch.randint(len(order), (1,), generator=torch.Generator().manual_seed(int(seed))))
+    return int(order[pick]), float(sims[pick])
+
+
+@gpu_task(duration=120)
+def _anonymize_aligned(models: FalcoModels, inv: Inversion, pool: FakePool, variant: Variant, margin: float,
+                       steps: int, seed: int, candidates: int, progress: ProgressFn | None) -> dict[str, Any]:
+    """Neighbour → optimisation → final render: the GPU part of one photo."""
+    device = models.device
+    g = models.generator
+    real01 = image_to_tensor01(inv.aligned.image, device)
+    loss = FalcoLoss(models.arcface, models.farl, margin, mixed_ranges=variant.mixed_ranges)
+    ref = loss.reference(real01)
+    idx, sim = pick_neighbour(pool, pool_features(models.farl, real01, from_pm1=False, variant=variant)[0],
+                              candidates, seed)
+    neighbour_seed = int(pool.seeds[idx])
+    w_real = inv.wplus.to(device=device, dtype=torch.float32)
+    latent = LatentCode(w_real, fake_wplus(g, [neighbour_seed], pool.psi).to(device))
+    with torch.no_grad():
+        inversion_img = g.synthesis(w_real)
+        cos_inv = float(loss(inversion_img, ref).cosine[0])
+    first: list[torch.Tensor] = []
+    history = optimise(g, loss, ref, latent, steps, progress=progress, on_first_image=first.append)
+    start_img, cos_start = first[0], history[0].cos  # step 0 renders and scores the starting latent
+    with torch.no_grad():
+        final = g.synthesis(latent())
+        terms = loss(final, ref)
+        # Attribute similarity: FaRL embeddings of both faces, each in the range FaRL expects.
+        e_real = models.farl.encode_image(farl_net.pool_transform(real01, models.farl.image_size))
+        e_anon = models.farl.encode_image(farl_net.pool_transform((final + 1) / 2, models.farl.image_size))
+        attr_sim = float(torch.nn.functional.cosine_similarity(e_real, e_anon)[0])
+    return {
+        "inversion": inversion_img.cpu(), "start": start_img.cpu(), "final": final.cpu(), "history": history,
+        "cos_inv": cos_inv, "cos_start": cos_start, "cos_final": float(terms.cosine[0]),
+        "attr_final": float(terms.attributes), "attr_sim": attr_sim, "neighbour_seed": neighbour_seed,
+        "neighbour_sim": sim, "wplus": latent().detach().cpu(),
+    }
+
+
+def anonymize_photo(source: Any, *, margin: float = 0.0, steps: int = STEPS, seed: int = 0, candidates: int = 1,
+                    variant: str = "official", already_aligned: bool = False, progress: ProgressFn | None = None,
+                    pool_size: int | None = None) -> AnonymizeResult:
+    """Anonymise the largest face of a photo with FALCO and paste it back into the photo.
+
+    ``margin`` is FALCO's m (the identity cosine the optimisation aims at; 0 =
+    unrelated identity). ``candidates`` > 1 starts from one of that many nearest
+    fakes, chosen by ``seed`` (1 = the paper's nearest neighbour; the result is
+    then the same for every seed). Raises :class:`~backends.errors.NoFaceError`
+    when there is no face.
+    """
+    _check_options(margin, steps, seed, candidates)
+    steps, seed, candidates = int(steps), int(seed), int(candidates)
+    chosen = get_variant(variant)
+    start = time.perf_counter()
+    report = progress or (lambda _f, _d: None)
+    report(0.0, "aligning and inverting the face")
+    inv = invert_photo(source, what="photo", already_aligned=already_aligned)
+    models = get_models(chosen)
+    pool = build_pool(models, chosen, size=pool_size,
+                      progress=lambda f, d: report(0.05 + 0.25 * f, d))
+    out = _anonymize_aligned(models, inv, pool, chosen, float(margin), steps, seed, candidates,
+                             lambda f, d: report(0.3 + 0.7 * f, d))
+    anonymized = output_image(out["final"], chosen)
+    pasted = Image.fromarray(paste_back(np.asarray(inv.photo), anonymized, inv.aligned))
+    notices = list(inv.notices)
+    if models.standin:
+        notices.append("Stand-in weights are in use: the images are not results of FALCO.")
+    if candidates == 1 and seed != 0:
+        notices.append("With 1 candidate the start is always the nearest fake, so the seed changes nothing.")
+    report(1.0, "done")
+    return AnonymizeResult(
+        aligned=inv.aligned.image, inversion=output_image(out["inversion"], chosen),
+        start=output_image(out["start"], chosen), anonymized=anonymized, pasted=pasted, history=out["history"],
+        cos_inversion=out["cos_inv"], cos_start=out["cos_start"], cos_final=out["cos_final"],
+        attr_final=out["attr_final"], attr_similarity=out["attr_sim"], margin=float(margin), steps=steps, seed=seed,
+        candidates=candidates, neighbour_seed=out["neighbour_seed"], neighbour_similarity=out["neighbour_sim"],
+        pool_size=len(pool), variant=chosen.name, standin=models.standin, wplus=out["wplus"], notices=notices,
+        seconds=time.perf_counter() - start, generator_key=models.generator_key,
+    )

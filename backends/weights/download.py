@@ -1,0 +1,475 @@
+"""Resolution and downloads: the local mirror, caches, the hub, then the authors' links, with progress."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import inspect
+import os
+import shutil
+import sys
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError, MissingWeightsError
+from .entry import Checkpoint, Source
+from .lock import _check_digest, _refuse_html, _SourceFailed, _write_lock, check_structure, known_sha256, sha256_of
+from .registry import CLI, HUB_REPO_ENV, TABS, WEIGHTS_DIR_ENV, cache_dir, get_entry, human_size, log, offline
+
+# --------------------------------------------------------------------------- progress seam
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    """One progress event of a download; ``total`` is None when the source does not say."""
+
+    key: str
+    filename: str
+    source: str
+    stage: str  # "start", "bytes", "checking", "done", "failed"
+    done: int = 0
+    total: int | None = None
+    message: str = ""
+
+    def describe(self) -> str:
+        of = f" of {human_size(self.total)}" if self.total else ""
+        if self.stage == "bytes":
+            return f"Downloading {self.filename}: {human_size(self.done)}{of}"
+        if self.stage == "start":
+            return f"Downloading {self.filename}{of} from {self.source}"
+        if self.stage == "checking":
+            return f"Checking {self.filename} ({human_size(self.done)})"
+        if self.stage == "done":
+            return f"{self.filename} ready ({human_size(self.done)})"
+        return f"{self.filename}: {self.message}"
+
+    @property
+    def fraction(self) -> float | None:
+        if self.stage == "done":
+            return 1.0
+        return min(self.done / self.total, 1.0) if self.total else None
+
+
+ProgressCallback = Callable[[DownloadProgress], None]
+_REPORTER: ContextVar[ProgressCallback | None] = ContextVar("facelab_download_reporter", default=None)
+
+
+@contextlib.contextmanager
+def report_downloads(callback: ProgressCallback | None) -> Iterator[None]:
+    """Send the progress of every download started inside the block to ``callback``.
+
+    The UI bridges this to ``gr.Progress`` (demos/common.py); the CLI prints it. A context
+    variable keeps it per request: loaders deep inside a backend need no extra argument.
+    """
+    token = _REPORTER.set(callback)
+    try:
+        yield
+    finally:
+        _REPORTER.reset(token)
+
+
+class _Reporter:
+    """Throttled fan-out of one download's events to the active callback and the stderr printer."""
+
+    def __init__(self, entry: Checkpoint, callback: ProgressCallback | None, printer: bool):
+        self.entry = entry
+        self.callbacks = [c for c in (callback, _REPORTER.get(), _print_progress if printer else None) if c]
+        self.source = ""
+        self._last = 0.0
+
+    def emit(self, stage: str, done: int = 0, total: int | None = None, message: str = "") -> None:
+        now = time.monotonic()
+        if stage == "bytes" and now - self._last < 0.1 and (total is None or done < total):
+            return
+        self._last = now
+        event = DownloadProgress(self.entry.key, self.entry.filename, self.source, stage, done, total, message)
+        for callback in self.callbacks:
+            callback(event)
+
+
+def _print_progress(event: DownloadProgress) -> None:
+    end = "" if event.stage == "bytes" else "\n"
+    prefix = "\r" if event.stage in {"bytes", "checking", "done"} else ""
+    print(f"{prefix}{event.describe()}".ljust(70), end=end, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- resolution
+
+def _host_repo() -> str:
+    return os.environ.get(HUB_REPO_ENV, "").strip()
+
+
+def _hub_sources(entry: Checkpoint) -> list[Source]:
+    """Hub sources in the order tried: the host's own mirror repo first, when configured."""
+    sources = [s for s in entry.sources if s.hub_repo]
+    host_repo = _host_repo()
+    if host_repo:
+        sources.insert(0, Source(hub_repo=host_repo, hub_path=entry.filename, verified=True,
+                                 origin=f"${HUB_REPO_ENV}"))
+    return sources
+
+
+def download_sources(entry: Checkpoint) -> list[Source]:
+    """Every source a download tries, in order: $FACELAB_HUB_REPO, public hub mirrors, the authors' links."""
+    return _hub_sources(entry) + [s for s in entry.sources if s.kind in {"gdrive", "url"}]
+
+
+def find_local(key: str) -> Path | None:
+    """The file for ``key`` if it is already on disk (mirror, HF cache or download cache); never downloads."""
+    entry = get_entry(key)
+    mirror = os.environ.get(WEIGHTS_DIR_ENV, "").strip()
+    if mirror:
+        for candidate in (Path(mirror) / entry.filename, Path(mirror) / key / entry.filename):
+            if candidate.is_file():
+                return candidate
+    for source in _hub_sources(entry):
+        cached = _hub_cached(source)
+        if cached is not None:
+            return cached
+    url_cached = cache_dir() / entry.filename
+    if url_cached.is_file():
+        return url_cached
+    return None
+
+
+def _hub_cached(source: Source) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub is a requirement
+        return None
+    hit = try_to_load_from_cache(source.hub_repo, source.hub_path, revision=source.revision)
+    return Path(hit) if isinstance(hit, str) and Path(hit).is_file() else None
+
+
+@dataclass
+class FetchResult:
+    """What fetching one key did: for the summary table and the UI."""
+
+    key: str
+    status: str  # "present", "downloaded", "failed", "host supplies", "offline"
+    path: Path | None = None
+    source: str = ""
+    size: int | None = None
+    sha256: str = ""
+    seconds: float = 0.0
+    message: str = ""
+    attempts: list[str] = field(default_factory=list)
+
+
+def weights_path(
+    key: str, *, download: bool = True, progress: bool = True, on_progress: ProgressCallback | None = None
+) -> Path:
+    """A local path for ``key``, downloading it if allowed; raises MissingWeightsError listing what was tried."""
+    result = fetch(key, download=download, progress=progress, on_progress=on_progress)
+    if result.path is None:
+        raise MissingWeightsError(result.message, key=key, filename=get_entry(key).filename)
+    return result.path
+
+
+def fetch(
+    key: str, *, download: bool = True, progress: bool = True, on_progress: ProgressCallback | None = None
+) -> FetchResult:
+    """Find ``key`` on disk or download it through its sources in order; never raises for a failed source."""
+    entry = get_entry(key)
+    local = find_local(key)
+    if local is not None:
+        return _present(key, local)
+    if not download:
+        return FetchResult(key, "missing", message=missing_message(entry))
+    if offline():
+        reason = "Downloads are off (HF_HUB_OFFLINE=1). No source was tried; unset HF_HUB_OFFLINE to download."
+        return FetchResult(key, "offline", message=missing_message(entry, reason))
+    sources = download_sources(entry)
+    if not sources:
+        return FetchResult(key, "host supplies", message=missing_message(entry))
+    with _key_lock(key):  # two requests for the same file: the second waits and finds it on disk
+        local = find_local(key)
+        if local is not None:
+            return _present(key, local)
+        return _download_first_good(entry, sources, _Reporter(entry, on_progress, progress))
+
+
+def _present(key: str, path: Path) -> FetchResult:
+    digest, _ = known_sha256(key, path)  # the digest it must have; `verify` hashes the file
+    return FetchResult(key, "present", path, _where(path), path.stat().st_size, digest or "")
+
+
+_KEY_LOCKS: dict[str, threading.Lock] = {}
+_KEY_LOCKS_GUARD = threading.Lock()
+
+
+def _key_lock(key: str) -> threading.Lock:
+    with _KEY_LOCKS_GUARD:
+        return _KEY_LOCKS.setdefault(key, threading.Lock())
+
+
+def _download_first_good(entry: Checkpoint, sources: list[Source], reporter: _Reporter) -> FetchResult:
+    key = entry.key
+    attempts: list[str] = []
+    started = time.monotonic()
+    for index, source in enumerate(sources):
+        reporter.source = source.location()
+        try:
+            path = _fetch_from(entry, source, reporter)
+        except _SourceFailed as exc:
+            following = sources[index + 1].location() if index + 1 < len(sources) else ""
+            line = f"{source.location()} answered {exc.answer}"
+            line += f"; next: {following}" if following else "; no source left"
+            attempts.append(line)
+            log.warning("%s: %s", entry.filename, line)
+            reporter.emit("failed", message=line)
+            continue
+        digest, _ = known_sha256(key)
+        reporter.emit("done", path.stat().st_size, path.stat().st_size)
+        return FetchResult(key, "downloaded", path, source.location(), path.stat().st_size, digest or "",
+                           time.monotonic() - started, attempts=attempts)
+    tried = " ".join(f"({n}) {a}." for n, a in enumerate(attempts, 1))
+    message = missing_message(entry, f"Every source failed, in the order tried: {tried}")
+    return FetchResult(key, "failed", seconds=time.monotonic() - started, message=message, attempts=attempts)
+
+
+def _where(path: Path) -> str:
+    mirror = os.environ.get(WEIGHTS_DIR_ENV, "").strip()
+    if mirror and Path(mirror) in path.parents:
+        return f"${WEIGHTS_DIR_ENV}"
+    if cache_dir() in path.parents:
+        return "download cache"
+    return "hub cache"
+
+
+# --------------------------------------------------------------------------- one source
+
+
+
+def _fetch_from(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
+    if source.kind == "hub":
+        return _fetch_hub(entry, source, reporter)
+    target = cache_dir() / entry.filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    download = target.with_name(target.name + ".archive.part") if source.member else part
+    try:
+        if source.kind == "gdrive":
+            _download_gdrive(source.gdrive_id, download, reporter)
+        else:
+            _download_url(source.url, download, reporter)
+        _refuse_html(download)
+        if source.member:
+            if source.archive_sha256:
+                _check_digest(download, source.archive_sha256, "an archive")
+            _extract_member(download, source.member, part)
+            download.unlink(missing_ok=True)
+        _accept(entry, part, source, reporter, final=target)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        download.unlink(missing_ok=True)
+        raise
+    part.replace(target)
+    return target
+
+
+def _accept(entry: Checkpoint, path: Path, source: Source, reporter: _Reporter, *, final: Path) -> None:
+    """Check a finished download before it takes its final name ``final``; record its digest when none was known."""
+    reporter.emit("checking", path.stat().st_size)
+    expected, origin = known_sha256(entry.key)
+    if expected:
+        _check_digest(path, expected, f"a file whose sha256 is not the {origin}'s")
+        return
+    try:
+        check_structure(entry, path)
+    except CheckpointError as exc:
+        raise _SourceFailed(f"a file that is not {entry.title} ({exc})") from None
+    _write_lock(entry.key, {
+        "filename": entry.filename,
+        "sha256": sha256_of(path),
+        "size": path.stat().st_size,
+        "source": source.location(),
+        "origin": source.origin,
+        "path": str(final),
+        "recorded": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+    })
+
+
+def _extract_member(archive: Path, member: str, out: Path) -> None:
+    """Copy one file out of a tar or zip archive (matched by its path, or the end of its path)."""
+    def matches(name: str) -> bool:
+        name = name.lstrip("./")
+        return name == member or name.endswith("/" + member)
+
+    with open(archive, "rb") as fh:
+        is_zip = fh.read(4) == b"PK\x03\x04"  # not zipfile.is_zipfile: a tar ending in a .pth (a zip) passes it
+    if is_zip:
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if matches(n)]
+            if not names:
+                raise _SourceFailed(f"an archive without {member}")
+            with zf.open(names[0]) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        return
+    try:
+        with tarfile.open(archive) as tf:
+            for info in tf:
+                if info.isfile() and matches(info.name):
+                    src = tf.extractfile(info)
+                    assert src is not None
+                    with src, open(out, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                    return
+    except tarfile.TarError as exc:
+        raise _SourceFailed(f"a file that is not a readable archive ({exc})") from None
+    raise _SourceFailed(f"an archive without {member}")
+
+
+def _download_url(url: str, part: Path, reporter: _Reporter) -> None:
+    """Plain HTTPS download into ``part`` with progress; short bodies are refused."""
+    request = urllib.request.Request(url, headers={"User-Agent": "facelab-weights/1"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response, open(part, "wb") as out:  # noqa: S310
+            total = int(response.headers.get("Content-Length") or 0) or None
+            reporter.emit("start", 0, total)
+            done = 0
+            while block := response.read1(1 << 20):  # read1: whatever has arrived, so progress moves
+                out.write(block)
+                done += len(block)
+                reporter.emit("bytes", done, total)
+    except urllib.error.HTTPError as exc:
+        raise _SourceFailed(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise _SourceFailed(f"nothing (cannot connect: {exc.reason})") from None
+    except (OSError, ValueError) as exc:  # IncompleteRead, resets, timeouts
+        raise _SourceFailed(f"a cut-off transfer ({type(exc).__name__}: {exc})") from None
+    if total is not None and done != total:
+        raise _SourceFailed(f"a truncated file ({done} of {total} bytes)")
+
+
+def _download_gdrive(file_id: str, part: Path, reporter: _Reporter) -> None:
+    """A Google Drive file through gdown, which handles the confirm token and reports quota pages."""
+    try:
+        import gdown
+    except ImportError:
+        raise _SourceFailed("nothing: the gdown package is not installed (pip install -r requirements.txt)") from None
+    reporter.emit("start")
+
+    def on_bytes(done: int, total: int | None) -> None:
+        reporter.emit("bytes", done, total)
+
+    options: dict[str, Any] = {"quiet": True, "use_cookies": False}
+    accepted = inspect.signature(gdown.download).parameters
+    if "progress" in accepted:  # gdown >= 6 reports bytes; older releases only print
+        options["progress"] = on_bytes
+    if "timeout" in accepted:
+        options["timeout"] = 60
+    try:
+        result = gdown.download(id=file_id, output=str(part), **options)
+    except Exception as exc:  # gdown raises FileURLRetrievalError (quota, private), DownloadError, requests errors
+        for stray in part.parent.glob(f"{part.name}?*.part"):  # gdown's own partial file, kept for resuming
+            stray.unlink(missing_ok=True)
+        raise _SourceFailed(f"{type(exc).__name__}: {_gdown_reason(exc)}") from None
+    if result is None or not part.is_file():
+        raise _SourceFailed("no file")
+
+
+def _gdown_reason(exc: BaseException) -> str:
+    """gdown wraps Drive's own words (e.g. the quota notice) in advice about browsers: keep Drive's words."""
+    text = " ".join(str(exc).split())
+    text = text.split(" You may still be able")[0].removeprefix("Failed to retrieve file url: ")
+    text = text.split(" The received bytes are kept")[0]  # Face Lab removes them: a retry starts afresh
+    return text[:300].rstrip(".") or type(exc).__name__
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _fetch_hub(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
+    """A hub file into the Hugging Face cache (huggingface_hub writes ``.incomplete`` files and checks LFS sha256)."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:  # pragma: no cover - a requirement
+        raise _SourceFailed("nothing: huggingface_hub is not installed") from None
+    try:
+        path = Path(hf_hub_download(source.hub_repo, source.hub_path, revision=source.revision,
+                                    tqdm_class=_tqdm_bridge(reporter)))
+    except Exception as exc:  # EntryNotFound, RepositoryNotFound, GatedRepo, HTTP and connection errors
+        raise _SourceFailed(f"{type(exc).__name__}: {_first_line(exc)}") from None
+    try:
+        _accept(entry, path, source, reporter, final=path)
+    except _SourceFailed:
+        _drop_hub_file(path)
+        raise
+    return path
+
+
+def _drop_hub_file(path: Path) -> None:
+    blob = path.resolve()
+    path.unlink(missing_ok=True)
+    if blob != path:
+        blob.unlink(missing_ok=True)
+
+
+def _tqdm_bridge(reporter: _Reporter) -> Any:
+    from tqdm import tqdm
+
+    class Bridge(tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            reporter.emit("start", 0, self.total)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            self.n += n or 0
+            reporter.emit("bytes", int(self.n), int(self.total) if self.total else None)
+            return None
+
+    return Bridge
+
+
+def fetch_many(keys: Sequence[str], *, progress: bool = True) -> list[FetchResult]:
+    """Fetch several keys one after another (a failure does not stop the others)."""
+    return [fetch(key, progress=progress) for key in keys]
+
+
+def fix_command(entry: Checkpoint) -> str:
+    """The command that fetches ``entry`` (and, where it serves a tab, the one for the whole tab)."""
+    command = f"`{CLI} fetch {entry.key}`"
+    tab = next((t for t in entry.tabs if t in TABS), None)
+    return command + (f" (or `{CLI} fetch --tab {tab}` for the whole tab)" if tab else "")
+
+
+def _tab_words(tabs: Sequence[str]) -> str:
+    """("reenactment", "latent_paths") -> "reenactment and latent paths tabs"."""
+    names = [t.replace("_", " ") for t in tabs]
+    if len(names) == 1:
+        return f"{names[0]} tab"
+    return f"{', '.join(names[:-1])} and {names[-1]} tabs"
+
+
+def missing_message(entry: Checkpoint, reason: str = "") -> str:
+    """The one message every missing checkpoint produces: the file, the tab, what was tried, how to get it."""
+    parts = [f"Missing weights: {entry.filename} ({entry.title}), needed by the {_tab_words(entry.tabs)}."]
+    if reason:
+        parts.append(reason)
+    if not entry.downloadable() and not _host_repo():
+        where = "; ".join(s.describe() for s in entry.sources) or "no public source"
+        parts.append(
+            f"This file has no public source Face Lab can download from ({where}). Get it yourself, then put it "
+            f"in ${WEIGHTS_DIR_ENV} or upload it to your own Hugging Face repo and set ${HUB_REPO_ENV} to that repo."
+        )
+    else:
+        parts.append(
+            f"Run {fix_command(entry)}, or put the file in ${WEIGHTS_DIR_ENV}. "
+            f"Sources, in order: {'; '.join(s.describe() for s in download_sources(entry))}."
+        )
+    if entry.how_to_get:
+        parts.append(entry.how_to_get)
+    parts.append("To try the app without weights, start it with --stand-in-weights (outputs are not results).")
+    return " ".join(parts)
