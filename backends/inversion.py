@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import memory
 from .device import get_device, get_dtype, gpu_task
 from .face import AlignedFace, prepare_face
 from .media import ImageSource, load_image
@@ -60,6 +61,7 @@ class InversionModels:
     dtype: torch.dtype = torch.float32  # float16 only on CUDA with FACELAB_FP16=1
 
 
+@memory.managed("FFHQ G-1024 + e4e (inversion; reenactment, latent paths, anonymization)", shared=True)
 @functools.lru_cache(maxsize=1)
 def _cached_models(standin: bool, device: str, dtype: torch.dtype = torch.float32) -> InversionModels:
     g = load_checkpoint("stylegan2_ffhq1024")

@@ -11,6 +11,7 @@ from backends.device import get_device
 from backends.results import results_dir, seal
 
 from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
+from .jobs import request_job, stop_session_jobs
 
 ABOUT = """
 ### Anonymization · FALCO
@@ -27,21 +28,66 @@ output). *corrected* gives each network the range it was trained on. **Candidate
 k nearest fakes, picked by the seed (1 = the paper's nearest neighbour; the seed then changes nothing).
 
 *Limits:* one optimisation step renders a 1024 px face and back-propagates through it: about 0.1 s on a big GPU,
-about 4 s on two CPU cores, so CPU runs default to 20 steps (under two minutes). The fake pool is built once per
-machine (with progress; about 1 s per fake on two CPU cores) and cached. Roughly frontal, unoccluded faces work
-best; the inversion is shown so you can judge it.
+seconds on a CPU. The **fake pool** (each fake is one 1024 px render and one FaRL pass) starts building in the
+background when this tab opens and is cached; on a CPU it holds {cpu_pool} fakes by default (the paper's 60,000
+would take days there; larger pools are one click away and extend the cached one). Measured on two busy CPU cores
+with stand-in weights of real size: {measured}. The line under the options gives the times measured on this
+server as it runs, and **Stop** ends a run after its current step. Roughly frontal, unoccluded faces work best;
+the inversion is shown so you can judge it.
 """
+# bench/bench_falco.py --end-to-end on two CPU cores, stand-in weights (see the closing note of the change).
+MEASURED_CPU = "first run {first}, then {later} per photo (pool of {cpu_pool}, {cpu_steps} steps)"
+MEASURED_CPU_FIGURES = {"first": "TBD", "later": "TBD"}
+
+
+CPU_STEPS = 20
 
 
 def _default_steps() -> int:
     # bench/bench_falco.py, two CPU cores: 3.8 s per step (it was 22 s before the CPU-speed work, hence 5 then).
-    return 50 if get_device().type == "cuda" else 20
+    return 50 if get_device().type == "cuda" else CPU_STEPS
+
+
+def _about() -> str:
+    from backends.anonymization import POOL_SIZE
+
+    measured = MEASURED_CPU.format(cpu_pool=POOL_SIZE["cpu"], cpu_steps=CPU_STEPS, **MEASURED_CPU_FIGURES)
+    return ABOUT.format(cpu_pool=POOL_SIZE["cpu"], measured=measured)
+
+
+def pool_status_text(chosen_pool: float | None = None, steps: float | None = None) -> str:
+    """The pool's state and the times measured on this server (pool fakes and optimisation steps)."""
+    from backends import anonymization as falco
+    from backends.jobs import format_seconds
+
+    device = get_device()
+    status = falco.pool_status()
+    parts = [status.describe()] if status.describe() else []
+    per_fake = falco.MEASURED_SECONDS_PER_FAKE.get(device.type)
+    if per_fake is not None:
+        have = status.done if status.state in {"building", "ready"} else 0
+        sizes = [n for n in falco.pool_choices(device) if n > have]
+        if sizes:
+            parts.append(f"measured here: {per_fake:.1f} s per fake, so a pool of "
+                         + ", ".join(f"{n:,} takes about {format_seconds(per_fake * (n - have))} more"
+                                     for n in sizes))
+    per_step = falco.MEASURED_SECONDS_PER_STEP.get(device.type)
+    if per_step is not None:
+        n = int(steps) if steps else _default_steps()
+        parts.append(f"one optimisation step took {per_step:.1f} s here ({n} steps: about "
+                     f"{format_seconds(per_step * n)})")
+    return " · ".join(parts) if parts else "The fake pool is built on the first run (with progress)."
+
+
+IDENTITY_CURVES = ("identity loss |cos − m|", "identity cosine")
+IDENTITY_COLORS = dict(zip(IDENTITY_CURVES, ("#d62728", "#1f77b4"), strict=True))
 
 
 def _curves(result) -> tuple[pd.DataFrame, pd.DataFrame]:
+    loss_name, cos_name = IDENTITY_CURVES
     identity = pd.DataFrame(
-        [{"step": r.step, "value": r.id, "curve": "identity loss |cos − m|"} for r in result.history]
-        + [{"step": r.step, "value": r.cos, "curve": "identity cosine"} for r in result.history],
+        [{"step": r.step, "value": r.id, "curve": loss_name} for r in result.history]
+        + [{"step": r.step, "value": r.cos, "curve": cos_name} for r in result.history],
         columns=["step", "value", "curve"],
     )
     attributes = pd.DataFrame(
@@ -60,6 +106,11 @@ def _summary(result) -> str:
     )
 
 
+def _pool_size(value: float | None) -> int | None:
+    """The pool size chosen in the UI (None: this device's default)."""
+    return int(value) if value else None
+
+
 @user_errors
 def anonymize(
     photo: str | None,
@@ -69,14 +120,18 @@ def anonymize(
     candidates: float = 1,
     variant: str = "official",
     already_aligned: bool = False,
+    pool_size: float | None = None,
+    request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),
 ):  # noqa: B008 - gradio injects the tracker
     from backends import anonymization as falco
 
-    result = falco.anonymize_photo(
-        photo, margin=float(margin), steps=steps, seed=seed, candidates=candidates, variant=variant,
-        already_aligned=bool(already_aligned), progress=lambda f, d: progress(f, desc=d),
-    )
+    with request_job(request) as cancel:
+        result = falco.anonymize_photo(
+            photo, margin=float(margin), steps=steps, seed=seed, candidates=candidates, variant=variant,
+            already_aligned=bool(already_aligned), progress=lambda f, d: progress(f, desc=d),
+            pool_size=_pool_size(pool_size), cancel=cancel,
+        )
     show_notices(result.notices)
     folder = results_dir("anonymization")
     pasted_png, face_png = folder / "anonymized_photo.png", folder / "anonymized_face.png"
@@ -105,17 +160,20 @@ def anonymize_zip(
     candidates: float = 1,
     variant: str = "official",
     already_aligned: bool = False,
+    pool_size: float | None = None,
+    request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),
 ):  # noqa: B008 - gradio injects the tracker
     from backends import anonymization as falco
 
     folder = results_dir("anonymization_zip")
     try:
-        bundle, report = falco.anonymize_zip(
-            archive, folder, margin=float(margin), steps=steps, seed=seed,
-            candidates=candidates, variant=variant, already_aligned=bool(already_aligned),
-            progress=lambda f, d: progress(f, desc=d),
-        )
+        with request_job(request) as cancel:
+            bundle, report = falco.anonymize_zip(
+                archive, folder, margin=float(margin), steps=steps, seed=seed,
+                candidates=candidates, variant=variant, already_aligned=bool(already_aligned),
+                progress=lambda f, d: progress(f, desc=d), pool_size=_pool_size(pool_size), cancel=cancel,
+            )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # a refused request leaves nothing on disk
         raise
@@ -126,10 +184,28 @@ def anonymize_zip(
     return str(bundle), table, summary
 
 
-def build() -> None:
-    from backends.anonymization import MAX_CANDIDATES, MAX_STEPS, MAX_ZIP_BYTES, MAX_ZIP_FILES
+def _open_tab():
+    """The tab was opened: start the background pool build and poll its progress while it runs."""
+    from backends import anonymization as falco
 
-    gr.Markdown(ABOUT)
+    falco.start_background_build()
+    return pool_status_text(), gr.Timer(active=falco.pool_status().state in {"loading", "building"})
+
+
+def _refresh(pool_size: float | None, steps: float | None):
+    from backends import anonymization as falco
+
+    building = falco.pool_status().state in {"loading", "building"}
+    return pool_status_text(pool_size, steps), gr.Timer(active=building)
+
+
+def build():
+    """Lay out the tab; returns the hook app.py calls with the tab (it starts the pool when opened)."""
+    from backends.anonymization import MAX_CANDIDATES, MAX_STEPS, MAX_ZIP_BYTES, MAX_ZIP_FILES, pool_choices
+
+    device = get_device()
+    choices = pool_choices(device)
+    gr.Markdown(_about())
     with gr.Row():
         with gr.Column():
             with gr.Tab("Photo"):
@@ -139,13 +215,14 @@ def build() -> None:
             with gr.Tab("Zip of photos"):
                 archive = gr.File(
                     label=f"Zip of photos (at most {MAX_ZIP_FILES} images, {MAX_ZIP_BYTES // 2**20} MB)",
-                    file_types=[".zip"],
+                    file_types=[".zip"], elem_id="falco-zip",
                 )
-                run_zip = gr.Button("Anonymize all", variant="primary")
+                run_zip = gr.Button("Anonymize all", variant="primary", elem_id="falco-run-zip")
+            stop = gr.Button("Stop", variant="stop", elem_id="falco-stop")
             margin = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Identity margin m",
                                info="Identity cosine to aim at: 0 = unrelated person (the paper's default).")
             steps = gr.Slider(1, MAX_STEPS, value=_default_steps(), step=1, label="Optimisation steps",
-                              info="The paper uses 50 (about 0.1 s each on a GPU, about 4 s on two CPU cores).",
+                              info="The paper uses 50 (about 0.1 s each on a GPU, seconds each on a CPU).",
                               elem_id="falco-steps")
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
@@ -153,30 +230,54 @@ def build() -> None:
                                        info="1 = nearest fake (paper); k > 1 = one of the k nearest, by seed.")
             variant = gr.Radio(["official", "corrected"], value="official", label="Variant")
             aligned = gr.Checkbox(value=False, label="Already aligned (FFHQ-aligned crops: skip face detection)")
+            pool = gr.Radio([(f"{n:,}", n) for n in choices], value=choices[0], label="Fake pool (faces)",
+                            info=f"The nearest fake starts the optimisation; the paper uses {60_000:,}. A larger "
+                                 "pool extends the cached one (time per fake: see below).",
+                            elem_id="falco-pool")
+            pool_status = gr.Markdown(pool_status_text(), elem_id="falco-pool-status")
+            poll = gr.Timer(2.0, active=False)
         with gr.Column():
-            with gr.Tabs():
-                with gr.Tab("Photo result"):
+            with gr.Tabs(selected="falco-photo-result") as result_tabs:
+                with gr.Tab("Photo result", id="falco-photo-result"):
                     pasted = gr.Image(label="Anonymised photo", interactive=False, format="png",
                                       elem_id="falco-result")
                     slider = gr.ImageSlider(label="Before / after (aligned face)", interactive=False)
                     summary = gr.Markdown(elem_id="falco-summary")
                     stages = gr.Gallery(label="Aligned original, inversion, start, anonymised", columns=4,
                                         height=200)
-                    with gr.Row():
-                        identity_plot = gr.LinePlot(x="step", y="value", color="curve", label="Identity",
-                                                    height=220)
-                        attr_plot = gr.LinePlot(x="step", y="attribute loss", label="Attributes", height=220)
+                    identity_plot = gr.LinePlot(
+                        x="step", y="value", color="curve", label="Identity", height=300,
+                        color_map=IDENTITY_COLORS, color_title="", elem_id="falco-identity-plot")
+                    attr_plot = gr.LinePlot(x="step", y="attribute loss", label="Attributes", height=240)
                     downloads = gr.File(label="Download PNGs", file_count="multiple", interactive=False)
                     details = gr.JSON(label="Details (cosines, neighbour, weights, notices)", max_height=300)
-                with gr.Tab("Zip result"):
-                    bundle = gr.File(label="Anonymised photos and report.csv (zip)", interactive=False)
+                with gr.Tab("Zip result", id="falco-zip-result"):
+                    bundle = gr.File(label="Anonymised photos and report.csv (zip)", interactive=False,
+                                     elem_id="falco-bundle")
                     report = gr.Dataframe(label="Report", interactive=False)
                     zip_details = gr.JSON(label="Summary")
-    options = [margin, steps, seed, candidates, variant, aligned]
-    run.click(
+    options = [margin, steps, seed, candidates, variant, aligned, pool]
+    status_inputs = [pool, steps]
+    run.click(lambda: gr.Tabs(selected="falco-photo-result"), None, result_tabs, queue=False,
+              api_visibility="private")
+    photo_event = run.click(
         anonymize, [photo, *options],
         [pasted, slider, stages, identity_plot, attr_plot, summary, downloads, details],
         api_name="anonymize", **GPU_EVENT,
     )
-    run_zip.click(anonymize_zip, [archive, *options], [bundle, report, zip_details], api_name="anonymize_zip",
-                  **GPU_EVENT)
+    run_zip.click(lambda: gr.Tabs(selected="falco-zip-result"), None, result_tabs, queue=False,
+                  api_visibility="private")
+    zip_event = run_zip.click(anonymize_zip, [archive, *options], [bundle, report, zip_details],
+                              api_name="anonymize_zip", **GPU_EVENT)
+    # Stop ends the request at once (its queue slot frees) and the backend loop after its current step.
+    stop.click(stop_session_jobs, None, None, cancels=[photo_event, zip_event], queue=False, api_visibility="private")
+    for event in (photo_event, zip_event):
+        event.then(_refresh, status_inputs, [pool_status, poll], queue=False, api_visibility="private")
+    for control in (pool, steps):
+        control.change(_refresh, status_inputs, [pool_status, poll], queue=False, api_visibility="private")
+    poll.tick(_refresh, status_inputs, [pool_status, poll], queue=False, api_visibility="private")
+
+    def on_open(tab: gr.Tab) -> None:
+        tab.select(_open_tab, None, [pool_status, poll], queue=False, api_visibility="private")
+
+    return on_open

@@ -34,7 +34,7 @@ Modules (what changes together):
 
 * :mod:`.optimisation`: the loss, the W+ code, the optimiser and schedule, the two variants;
 * :mod:`.models`: the generator, ArcFace and FaRL, loaded once per device and variant;
-* :mod:`.pool`: the pool of generated faces (seeds and FaRL features on disk);
+* :mod:`.pool`: the pool of generated faces (seeds and FaRL features on disk), built in the background;
 * :mod:`.photo`: one photo, end to end (:func:`anonymize_photo`);
 * :mod:`.folder`: folders and zips, resumable, with a CSV report;
 * :mod:`.__main__`: the folder CLI.
@@ -63,6 +63,7 @@ from .models import (  # noqa: F401 - re-exported
     clear_caches,
     generator_key,
     get_models,
+    weights_on_disk,
 )
 from .optimisation import (  # noqa: F401 - re-exported
     CORRECTED,
@@ -89,6 +90,7 @@ from .optimisation import (  # noqa: F401 - re-exported
 from .photo import (  # noqa: F401 - re-exported
     MAX_CANDIDATES,
     MAX_STEPS,
+    MEASURED_SECONDS_PER_STEP,
     AnonymizeResult,
     anonymize_photo,
     image_to_tensor01,
@@ -96,16 +98,25 @@ from .photo import (  # noqa: F401 - re-exported
     pick_neighbour,
 )
 from .pool import (  # noqa: F401 - re-exported
+    MEASURED_SECONDS_PER_FAKE,
+    PAPER_POOL_SIZE,
     POOL_BATCH,
+    POOL_CHOICES,
     POOL_PSI,
     POOL_SIZE,
     POOL_SIZE_ENV,
     FakePool,
+    PoolStatus,
     _fingerprint,
     build_pool,
+    cached_pool_size,
+    estimate_build_seconds,
     fake_wplus,
+    pool_choices,
     pool_dir,
     pool_features,
     pool_size_for,
+    pool_status,
     seed_z,
+    start_background_build,
 )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .. import memory
 from ..device import get_device
 from ..networks import farl as farl_net
 from ..networks import irse
@@ -46,6 +47,7 @@ def _frozen(module: nn.Module, device: str) -> nn.Module:
     return module.to(device).eval().requires_grad_(False)
 
 
+@memory.managed("FALCO: G-1024 (genforce) + ArcFace")
 @functools.lru_cache(maxsize=1)
 def _generator_and_arcface(standin: bool, device: str, key: str) -> tuple[Generator, irse.Backbone, bool]:
     g = load_checkpoint(key)
@@ -57,6 +59,7 @@ def _generator_and_arcface(standin: bool, device: str, key: str) -> tuple[Genera
     return _frozen(generator, device), _frozen(arcface, device), g.standin or a.standin
 
 
+@memory.managed("FALCO: FaRL ViT-B/16")
 @functools.lru_cache(maxsize=2)
 def _farl(standin: bool, device: str, fp16_rounding: bool) -> tuple[farl_net.FarlVisual, bool]:
     f = load_checkpoint("farl_ep64")
@@ -70,6 +73,13 @@ def get_models(variant: Variant = OFFICIAL) -> FalcoModels:
     generator, arcface, standin_ga = _generator_and_arcface(standin_enabled(), device, key)
     farl, standin_f = _farl(standin_enabled(), device, variant.farl_fp16_rounding)
     return FalcoModels(generator, arcface, farl, standin_ga or standin_f, torch.device(device), key)
+
+
+def weights_on_disk() -> bool:
+    """Whether FALCO's three checkpoints load without a download (stand-ins always do)."""
+    if standin_enabled():
+        return True
+    return all(find_local(key) is not None for key in (generator_key(), "ir_se50", "farl_ep64"))
 
 
 def clear_caches() -> None:

@@ -15,6 +15,7 @@ from ..device import gpu_task
 from ..errors import InputError
 from ..face import paste_back
 from ..inversion import Inversion, invert_photo
+from ..jobs import CancelToken, Eta, check, running, wait_for_stopped_jobs
 from ..networks import farl as farl_net
 from .models import FalcoModels, get_models
 from .optimisation import STEPS, FalcoLoss, LatentCode, ProgressFn, StepRecord, Variant, get_variant, optimise
@@ -22,6 +23,9 @@ from .pool import FakePool, build_pool, fake_wplus, pool_features
 
 MAX_STEPS = 200
 MAX_CANDIDATES = 16
+
+# Seconds one optimisation step took on this machine, per device type (the tab's estimates read it).
+MEASURED_SECONDS_PER_STEP: dict[str, float] = {}
 
 
 # --------------------------------------------------------------------------- one photo
@@ -153,29 +157,52 @@ def _anonymize_aligned(models: FalcoModels, inv: Inversion, pool: FakePool, vari
     }
 
 
+def _step_reporter(report: ProgressFn, steps: int, device: torch.device, cancel: CancelToken | None,
+                   clock=time.perf_counter) -> ProgressFn:
+    """The optimisation's progress: the measured time left appended, the cancel token checked per step."""
+    eta = Eta(steps, clock=clock)
+
+    def on_progress(fraction: float, desc: str) -> None:
+        check(cancel)
+        eta.update(round(fraction * steps))
+        rate = eta.seconds_per_item()
+        if rate is not None:
+            MEASURED_SECONDS_PER_STEP[device.type] = rate
+        left = eta.describe()
+        report(0.3 + 0.7 * fraction, f"{desc}, {left}" if left else desc)
+
+    return on_progress
+
+
 def anonymize_photo(source: Any, *, margin: float = 0.0, steps: int = STEPS, seed: int = 0, candidates: int = 1,
                     variant: str = "official", already_aligned: bool = False, progress: ProgressFn | None = None,
-                    pool_size: int | None = None) -> AnonymizeResult:
+                    pool_size: int | None = None, cancel: CancelToken | None = None) -> AnonymizeResult:
     """Anonymise the largest face of a photo with FALCO and paste it back into the photo.
 
     ``margin`` is FALCO's m (the identity cosine the optimisation aims at; 0 =
     unrelated identity). ``candidates`` > 1 starts from one of that many nearest
     fakes, chosen by ``seed`` (1 = the paper's nearest neighbour; the result is
-    then the same for every seed). Raises :class:`~backends.errors.NoFaceError`
-    when there is no face.
+    then the same for every seed). ``cancel`` is checked between pool fakes and
+    between steps (:class:`~backends.jobs.JobCancelled`). Raises
+    :class:`~backends.errors.NoFaceError` when there is no face.
     """
     _check_options(margin, steps, seed, candidates)
     steps, seed, candidates = int(steps), int(seed), int(candidates)
     chosen = get_variant(variant)
+    token = cancel or CancelToken()
     start = time.perf_counter()
     report = progress or (lambda _f, _d: None)
-    report(0.0, "aligning and inverting the face")
-    inv = invert_photo(source, what="photo", already_aligned=already_aligned)
-    models = get_models(chosen)
-    pool = build_pool(models, chosen, size=pool_size,
-                      progress=lambda f, d: report(0.05 + 0.25 * f, d))
-    out = _anonymize_aligned(models, inv, pool, chosen, float(margin), steps, seed, candidates,
-                             lambda f, d: report(0.3 + 0.7 * f, d))
+    wait_for_stopped_jobs(token, lambda d: report(0.0, d))
+    with running(token):
+        report(0.0, "aligning and inverting the face")
+        inv = invert_photo(source, what="photo", already_aligned=already_aligned)
+        check(token)
+        models = get_models(chosen)
+        check(token)
+        pool = build_pool(models, chosen, size=pool_size, cancel=token,
+                          progress=lambda f, d: report(0.05 + 0.25 * f, d))
+        out = _anonymize_aligned(models, inv, pool, chosen, float(margin), steps, seed, candidates,
+                                 _step_reporter(report, steps, models.device, token))
     anonymized = output_image(out["final"], chosen)
     pasted = Image.fromarray(paste_back(np.asarray(inv.photo), anonymized, inv.aligned))
     notices = list(inv.notices)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import memory
 from ..device import get_device
 from ..errors import CheckpointError, InputError, MissingWeightsError
 from ..networks.dfer_clip import (
@@ -126,6 +127,7 @@ class MiniXceptionClassifier(ExpressionClassifier):
 
 # --------------------------------------------------------------------------- model loading
 
+@memory.managed("DFER-CLIP")
 @functools.lru_cache(maxsize=1)
 def _cached_dfer_clip(key: str, standin: bool, device: str) -> tuple[DferClip, bool]:
     from ..weights import get_entry, load_checkpoint
@@ -136,6 +138,7 @@ def _cached_dfer_clip(key: str, standin: bool, device: str) -> tuple[DferClip, b
     return model, loaded.standin
 
 
+@memory.managed("CLIP ViT-B/32 (zero-shot expressions)")
 @functools.lru_cache(maxsize=1)
 def _cached_zero_shot(dataset: str, standin: bool, device: str) -> tuple[ZeroShotClip, bool]:
     from ..weights import load_checkpoint
@@ -144,6 +147,7 @@ def _cached_zero_shot(dataset: str, standin: bool, device: str) -> tuple[ZeroSho
     return load_zero_shot_clip(loaded.obj, CLASSES_BY_DATASET[dataset], device=device), loaded.standin
 
 
+@memory.managed("mini-XCEPTION")
 @functools.lru_cache(maxsize=1)
 def _cached_mini_xception(device: str) -> MiniXception:
     from ..weights import weights_path

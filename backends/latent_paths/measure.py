@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import memory
 from ..device import get_device
 from ..errors import MissingWeightsError
 from ..networks.clip import ClipEncoder, load_clip
@@ -19,6 +20,7 @@ from ..weights import load_checkpoint
 from .paths import PathPreset
 
 
+@memory.managed("CLIP ViT-B/32 (latent paths margins)")
 @functools.lru_cache(maxsize=1)
 def _cached_clip(standin: bool, device: str) -> tuple[ClipEncoder, bool]:
     loaded = load_checkpoint("clip_vit_b32")

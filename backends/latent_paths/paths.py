@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import memory
 from ..errors import CheckpointError, InputError
 from ..networks.contraclip import (
     SupportSets,
@@ -180,6 +181,7 @@ def _trained_paths(corpus: str, device: str) -> PathModel:
     return PathModel(corpus, lss, _paths_for(corpus, lss.num_paths, dipoles), False)
 
 
+@memory.managed("ContraCLIP support sets")
 @functools.lru_cache(maxsize=4)
 def _cached_paths(corpus: str, standin: bool, device: str, stamp: float = 0.0) -> PathModel:
     if corpus.startswith(TRAINED_PREFIX):

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .. import memory
 from ..device import get_device, get_dtype
 from ..networks.clip import clip_text_embeddings
 from ..networks.text_to_image import (
@@ -119,6 +120,7 @@ def encode_cached(encoder: WordEncoder, words: Sequence[str], progress: Progress
     return out
 
 
+@memory.managed("CLIP ViT-B/32 (PoS joint space)")
 @functools.lru_cache(maxsize=1)
 def _joint_encoder(standin: bool, device: str) -> JointSpaceEncoder:
     from ..networks.clip import load_clip

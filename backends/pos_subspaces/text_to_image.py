@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .. import memory
 from ..device import get_device, get_dtype
 from ..errors import CheckpointError, InputError, MissingWeightsError
 from ..networks.text_to_image import (
@@ -122,6 +123,7 @@ def _load_real_pipeline(model_id: str, device: torch.device) -> Any:
         raise MissingWeightsError(f"The text-to-image model '{model_id}' could not be loaded. {reason}") from None
 
 
+@memory.managed("SD-Turbo text-to-image")
 @functools.lru_cache(maxsize=1)
 def _t2i_model(model_id: str, standin: bool, device: str, decoder: str = "vae") -> T2IModel:
     dev = torch.device(device)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import memory
 from ..device import gpu_task
 from ..errors import CheckpointError, InputError
 from ..inversion import tensor_to_pil
@@ -44,6 +45,7 @@ from .engine import Rendered, Side, require_engine
 SLIDER_NAMES = DIRECTION_NAMES
 
 
+@memory.managed("GAN directions: A matrix")
 @functools.lru_cache(maxsize=1)
 def _cached_model(standin: bool) -> tuple[DirectionModel, ShiftScales]:
     model = load_direction_matrix(load_checkpoint("gan_directions_vox").obj)

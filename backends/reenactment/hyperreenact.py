@@ -15,6 +15,7 @@ import functools
 import torch
 from PIL import Image
 
+from .. import memory
 from ..device import get_device, gpu_task
 from ..inversion import tensor_to_pil
 from ..networks.hyperreenact import (
@@ -31,6 +32,7 @@ from . import vox
 from .engine import Rendered, Side
 
 
+@memory.managed("HyperReenact: hypernetwork + ArcFace")
 @functools.lru_cache(maxsize=1)
 def _cached_networks(standin: bool, device: str) -> tuple[HypernetworkBlocks, Backbone]:
     arcface = load_arcface_checkpoint(load_checkpoint("ir_se50").obj).to(device)

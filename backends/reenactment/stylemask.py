@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import inversion
+from .. import inversion, memory
 from ..device import gpu_task
 from ..face import align_ffhq
 from ..inversion import InversionModels, invert_photo, reconstruction, tensor_to_pil
@@ -49,6 +49,7 @@ class ReenactmentModels:
         return self.inversion.device
 
 
+@memory.managed("StyleMask mask network")
 @functools.lru_cache(maxsize=1)
 def _cached_mask_net(
     standin: bool, device: str, sections: tuple[int, ...], dtype: torch.dtype = torch.float32

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import memory
 from ..device import get_device, gpu_task
 from ..face import AlignedFace, detect_largest, landmark_box_from_face, map_points, prepare_face
 from ..face.align import crop_box_resized, vox_box_from_face
@@ -46,6 +47,7 @@ class VoxModels:
     device: torch.device
 
 
+@memory.managed("VoxCeleb G-256 + e4e")
 @functools.lru_cache(maxsize=1)
 def _cached_vox(standin: bool, device: str) -> VoxModels:
     g = load_checkpoint("stylegan2_vox256")
@@ -64,6 +66,7 @@ def get_vox_models() -> VoxModels:
     return _cached_vox(standin_enabled(), str(get_device()))
 
 
+@memory.managed("DECA encoder")
 @functools.lru_cache(maxsize=1)
 def _cached_deca(standin: bool, device: str) -> DecaEncoder:
     return load_deca_encoder(load_checkpoint("deca_model").obj).to(device)
