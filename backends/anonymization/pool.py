@@ -32,11 +32,12 @@ from .optimisation import OFFICIAL, ProgressFn, Variant
 log = logging.getLogger("facelab.falco")
 
 POOL_PSI = 0.7
-# CPU: 12 fakes build in under a minute on two cores (bench/bench_falco.py: about 3.5 s each there, so
-# about 45 s); the nearest neighbour only seeds layers 3-7, which the optimisation then moves.
-POOL_SIZE = {"cpu": 12, "cuda": 4096}  # FACELAB_FALCO_POOL_SIZE overrides
+# CPU: 10 fakes build in under a minute on two cores even when they are busy (bench/bench_falco.py:
+# 5.5 s per fake with other jobs on the machine, the issue saw 3.5-5 s); the nearest neighbour only seeds
+# layers 3-7, which the optimisation then moves.
+POOL_SIZE = {"cpu": 10, "cuda": 4096}  # FACELAB_FALCO_POOL_SIZE overrides
 PAPER_POOL_SIZE = 60_000  # FALCO's README: create_fake_dataset.py --num-samples=60000
-POOL_CHOICES = {"cpu": (12, 64, 256, PAPER_POOL_SIZE), "cuda": (1024, 4096, PAPER_POOL_SIZE)}
+POOL_CHOICES = {"cpu": (10, 64, 256, PAPER_POOL_SIZE), "cuda": (1024, 4096, PAPER_POOL_SIZE)}
 POOL_SIZE_ENV = "FACELAB_FALCO_POOL_SIZE"
 POOL_BATCH = {"cpu": 1, "cuda": 16}  # a batch of 1024 renders costs ~1 GB each on CPU and buys nothing there
 SAVE_EVERY_SECONDS = 10.0  # a 60,000-fake pool is 120 MB: not rewritten after every fake
