@@ -245,10 +245,11 @@ def build():
                     summary = gr.Markdown(elem_id="falco-summary")
                     stages = gr.Gallery(label="Aligned original, inversion, start, anonymised", columns=4,
                                         height=200)
+                    # No fixed height: 220 px clipped the legend below the plot (its title showed, no entries).
                     identity_plot = gr.LinePlot(
-                        x="step", y="value", color="curve", label="Identity", height=300,
-                        color_map=IDENTITY_COLORS, color_title="", elem_id="falco-identity-plot")
-                    attr_plot = gr.LinePlot(x="step", y="attribute loss", label="Attributes", height=240)
+                        x="step", y="value", color="curve", label="Identity",
+                        color_map=IDENTITY_COLORS, elem_id="falco-identity-plot")
+                    attr_plot = gr.LinePlot(x="step", y="attribute loss", label="Attributes")
                     downloads = gr.File(label="Download PNGs", file_count="multiple", interactive=False)
                     details = gr.JSON(label="Details (cosines, neighbour, weights, notices)", max_height=300)
                 with gr.Tab("Zip result", id="falco-zip-result"):

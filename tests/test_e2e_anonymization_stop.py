@@ -128,9 +128,15 @@ def test_pool_status_then_a_run_with_both_identity_curves_in_the_legend(browser,
     steps.press("Enter")
     page.locator("#falco-run").click()
     page.locator("#falco-result img").first.wait_for(state="visible", timeout=60_000)
-    legend = page.locator("#falco-identity-plot")
+    plot = page.locator("#falco-identity-plot")
+    plot.locator("svg").first.wait_for(state="visible", timeout=10_000)
+    frames = [plot.bounding_box(), plot.locator("svg").first.bounding_box()]
     for curve in ("identity loss |cos − m|", "identity cosine"):
-        legend.get_by_text(curve, exact=True).first.wait_for(state="visible", timeout=10_000)
+        entry = plot.locator("svg text", has_text=curve).first
+        entry.wait_for(state="visible", timeout=10_000)
+        box = entry.bounding_box()
+        for frame in frames:  # drawn inside the plot, not clipped below it (a fixed height did that)
+            assert frame["y"] <= box["y"] and box["y"] + box["height"] <= frame["y"] + frame["height"], curve
     status.get_by_text("one optimisation step took", exact=False).wait_for(state="visible", timeout=10_000)
     page.close()
 
