@@ -236,9 +236,10 @@ class MemoryRegistry:
         return released
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """What each loader holds now: name, shared, loaded, size in MB, loads, evictions."""
+        """What each loader holds now: name, shared, loaded, estimated MB held, loads, evictions."""
         with self._lock:
-            return [{"name": e.name, "shared": e.shared, "loaded": e.loaded, "mb": round(e.size / 2**20),
+            return [{"name": e.name, "shared": e.shared, "loaded": e.loaded,
+                     "mb": round(e.size * e.loader.cache_info().currsize / 2**20),
                      "loads": e.loads, "evictions": e.evictions} for e in self.entries.values()]
 
 

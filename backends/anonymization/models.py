@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -66,12 +67,18 @@ def _farl(standin: bool, device: str, fp16_rounding: bool) -> tuple[farl_net.Far
     return _frozen(farl_net.load_farl_checkpoint(f.obj, fp16_rounding=fp16_rounding), device), f.standin
 
 
+# The background pool build and a visitor's first run may ask at once: one loads, the other waits
+# (lru_cache alone would load both, a second gigabyte).
+_LOADING = threading.Lock()
+
+
 def get_models(variant: Variant = OFFICIAL) -> FalcoModels:
     """FALCO's three networks, loaded on first use and kept (FaRL once per rounding choice)."""
     device = str(get_device())
     key = generator_key()
-    generator, arcface, standin_ga = _generator_and_arcface(standin_enabled(), device, key)
-    farl, standin_f = _farl(standin_enabled(), device, variant.farl_fp16_rounding)
+    with _LOADING:
+        generator, arcface, standin_ga = _generator_and_arcface(standin_enabled(), device, key)
+        farl, standin_f = _farl(standin_enabled(), device, variant.farl_fp16_rounding)
     return FalcoModels(generator, arcface, farl, standin_ga or standin_f, torch.device(device), key)
 
 
