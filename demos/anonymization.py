@@ -56,21 +56,22 @@ def _about() -> str:
 
 
 def pool_status_text(chosen_pool: float | None = None, steps: float | None = None) -> str:
-    """The pool's state and the times measured on this server (pool fakes and optimisation steps)."""
+    """The pool's state and what the chosen pool and steps cost at the rates measured on this server."""
     from backends import anonymization as falco
     from backends.jobs import format_seconds
 
     device = get_device()
     status = falco.pool_status()
     parts = [status.describe()] if status.describe() else []
+    have = status.done if status.state in {"building", "ready"} else 0
+    chosen = int(chosen_pool) if chosen_pool else falco.pool_size_for(device)
     per_fake = falco.MEASURED_SECONDS_PER_FAKE.get(device.type)
     if per_fake is not None:
-        have = status.done if status.state in {"building", "ready"} else 0
-        sizes = [n for n in falco.pool_choices(device) if n > have]
-        if sizes:
-            parts.append(f"measured here: {per_fake:.1f} s per fake, so a pool of "
-                         + ", ".join(f"{n:,} takes about {format_seconds(per_fake * (n - have))} more"
-                                     for n in sizes))
+        if chosen > have:
+            parts.append(f"the chosen pool of {chosen:,} needs about {format_seconds(per_fake * (chosen - have))} "
+                         f"more ({per_fake:.1f} s per fake measured here)")
+        else:
+            parts.append(f"{per_fake:.1f} s per fake measured here")
     per_step = falco.MEASURED_SECONDS_PER_STEP.get(device.type)
     if per_step is not None:
         n = int(steps) if steps else _default_steps()

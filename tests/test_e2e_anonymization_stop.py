@@ -120,7 +120,7 @@ def test_pool_status_then_a_run_with_both_identity_curves_in_the_legend(browser,
     page = _open_tab(browser, app_url)
     status = page.locator("#falco-pool-status")
     status.get_by_text("fake pool ready: 2 faces", exact=False).wait_for(state="visible", timeout=30_000)
-    assert "s per fake" in status.inner_text()  # the background build measured this machine
+    assert "s per fake measured here" in status.inner_text()  # the background build measured this machine
     page.locator("#falco-photo input[type=file]").set_input_files(str(files["photo"]))
     page.locator("#falco-photo img").first.wait_for(state="visible", timeout=20_000)
     steps = page.locator("#falco-steps input[type=number]")

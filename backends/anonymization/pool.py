@@ -211,7 +211,7 @@ def build_pool(models: FalcoModels, variant: Variant = OFFICIAL, size: int | Non
     try:
         seeds, feats = _read_pool(path)
         if len(seeds) >= size:
-            _set_status(state="ready", done=size, size=size, seconds_left=0.0)
+            _set_status(state="ready", done=len(seeds), size=len(seeds), seconds_left=0.0)
             return FakePool(seeds[:size], feats[:size], POOL_PSI, path)
         start = time.perf_counter()
         folder.mkdir(parents=True, exist_ok=True)
