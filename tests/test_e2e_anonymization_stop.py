@@ -178,3 +178,9 @@ def test_closing_the_page_stops_its_job(browser, app_url, files):
     page.close()
     # The heartbeat (1 s here, 15 s by default) notices the closed page; unload cancels the job.
     _wait(lambda: jobs.running_jobs() == 0, 15, "the abandoned job stopping")
+    # ... and its queue slot is free: the next visitor's request runs.
+    page = _open_tab(browser, app_url)
+    _start_long_job(page, files)
+    page.locator("#falco-stop").click()
+    _wait(lambda: jobs.running_jobs() == 0, 10, "the next visitor's job stopping")
+    page.close()
