@@ -272,8 +272,7 @@ def test_a_request_waits_for_the_background_build_and_can_be_stopped_meanwhile(t
     finally:
         pool_mod._POOL_LOCK.release()
         pool_mod._set_status(state="idle")
-    assert said[0] == (0.25, "waiting for the background building the fake pool: 3/12 faces, about 27 s left "
-                              "(3.0 s per face here)")
+    assert said[0] == (0.25, "the fake pool is being built in the background: 3/12 faces, about 27 s left")
     assert said[-1] is True  # JobCancelled while waiting
 
 

@@ -207,7 +207,9 @@ def build_pool(models: FalcoModels, variant: Variant = OFFICIAL, size: int | Non
         check(cancel)
         status = pool_status()
         if progress is not None and status.state == "building" and status.size:
-            progress(status.done / status.size, f"waiting for the background {status.describe()}")
+            left = "" if status.seconds_left is None else f", about {format_seconds(status.seconds_left)} left"
+            progress(status.done / status.size,
+                     f"the fake pool is being built in the background: {status.done}/{status.size} faces{left}")
     try:
         seeds, feats = _read_pool(path)
         if len(seeds) >= size:
