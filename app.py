@@ -19,7 +19,6 @@ from backends.results import RESULTS_TTL_SECONDS, SWEEP_SECONDS, start_sweeper
 from backends.standin import enable_standin
 from demos import anonymization, expression, latent_paths, models, pos_subspaces, reenactment
 from demos.common import banner, delete_private_files
-from demos.jobs import cancel_on_unload
 
 TITLE = "Face Lab"
 INTRO = (
@@ -55,8 +54,6 @@ def build_demo() -> gr.Blocks:
                     on_open = module.build()
                 if callable(on_open):  # a tab that starts work when first opened (anonymization's fake pool)
                     on_open(tab)
-        # A visitor who closes the page stops their running jobs (else one holds the queue for minutes).
-        demo.unload(cancel_on_unload)
     demo.queue(default_concurrency_limit=2)
     return demo
 

@@ -5,6 +5,11 @@ gradio's ``cancels=[...]`` ends the request's asyncio task and frees its queue s
 thread that runs the backend cannot be interrupted: it would keep the CPU (and the model) busy for
 the rest of the job. The backends therefore check a :class:`~backends.jobs.CancelToken` between
 steps; this module hands each request one and sets it from the UI's side.
+
+A closed page needs no ``demo.unload`` (which would open a heartbeat stream on every page): the
+request's own event stream drops, gradio's queue marks the event as no longer alive, and the token
+reads that at the job's next check (gradio notices the drop at its next progress message, within
+10 s at worst).
 """
 
 from __future__ import annotations
@@ -35,15 +40,25 @@ class RequestToken(CancelToken):
         except Exception:  # another gradio: the Stop button and page-close paths still work
             self._blocks = self._event_id = None
 
-    def _event_dropped(self) -> bool:
+    def _event_gone(self) -> str:
+        """Why gradio no longer runs this request's event ("" while it does)."""
         queue = getattr(self._blocks, "_queue", None)
         events = getattr(queue, "event_ids_to_events", None)
-        return bool(self._event_id) and isinstance(events, dict) and self._event_id not in events
+        if not self._event_id or not isinstance(events, dict):
+            return ""
+        event = events.get(self._event_id)
+        if event is None:
+            return "the request was cancelled"
+        if getattr(event, "alive", True) is False:
+            return "the page was closed"
+        return ""
 
     @property
     def cancelled(self) -> bool:
-        if not super().cancelled and self._event_dropped():
-            self.cancel("the request was cancelled")
+        if not super().cancelled:
+            reason = self._event_gone()
+            if reason:
+                self.cancel(reason)
         return super().cancelled
 
 
@@ -82,8 +97,3 @@ def _cancel_session(request: Any, reason: str) -> int:
 def stop_session_jobs(request: gr.Request) -> None:
     """The Stop button: cancel every running job of this visitor."""
     _cancel_session(request, "Stop was pressed")
-
-
-def cancel_on_unload(request: gr.Request) -> None:
-    """``demo.unload``: the visitor closed or reloaded the page, so their running jobs stop."""
-    _cancel_session(request, "the page was closed")
