@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..device import get_device
+from ..device import get_device, gpu_task
 from ..standin import standin_enabled
 from ..weights import load_checkpoint
 from .detect import Face
@@ -56,8 +56,15 @@ def face_landmarks68(rgb: np.ndarray, face: Face | tuple[float, float, float, fl
 
     ``face`` is a detected :class:`Face` or a detector box (x, y, w, h), e.g. a tracked, smoothed one.
     """
-    from ..networks.fan68 import get_landmarks
-
     if not isinstance(face, Face):
         face = Face(tuple(float(v) for v in face), np.zeros((5, 2), np.float32), 1.0)  # type: ignore[arg-type]
-    return get_landmarks(get_fan(), np.asarray(rgb), fan_box(face)).landmarks
+    fan = get_fan()  # loaded (or fetched) before the GPU step, as every checkpoint is
+    return _run_fan(fan, np.asarray(rgb), fan_box(face))
+
+
+@gpu_task(duration=15)
+def _run_fan(fan: FAN, rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The GPU step: crop, 2DFAN-4 and decoding of one face (about 20 GMAC)."""
+    from ..networks.fan68 import get_landmarks
+
+    return get_landmarks(fan, rgb, box).landmarks
