@@ -40,11 +40,6 @@ def get_fan() -> FAN:
     return _cached_fan(standin_enabled(), str(get_device()))
 
 
-def release_fan() -> None:
-    """Drop the cached network (about 95 MB)."""
-    _cached_fan.cache_clear()
-
-
 def fan_box(face: Face) -> tuple[float, float, float, float]:
     """The detector box (x, y, w, h) as the corners (x1, y1, x2, y2) an SFD box gives the FAN."""
     x, y, w, h = (float(v) for v in face.box)
