@@ -17,8 +17,8 @@ Every network Face Lab uses, where its weights come from, its licence and whethe
 machine. A file is looked for in `$FACELAB_WEIGHTS_DIR`, then in the Hugging Face cache and Face Lab's download
 cache, then downloaded: from `$FACELAB_HUB_REPO` when set, the public hub mirrors, and the authors' own links
 (Google Drive, Dropbox, GitHub releases). A tab downloads what it needs on first use, with a progress bar; the
-commands below fetch ahead of time. *Host supplies* marks a file with no public source (a licence that asks for
-registration): put it in `$FACELAB_WEIGHTS_DIR` or in your own Hugging Face repo named by `FACELAB_HUB_REPO`.
+commands below fetch ahead of time. *Host supplies* marks a file with no public source (the ContraCLIP
+expressions corpus): put it in `$FACELAB_WEIGHTS_DIR` or in your own Hugging Face repo named by `FACELAB_HUB_REPO`.
 """
 
 COLUMNS = ["key", "tabs", "status", "size", "licence", "source"]
