@@ -2,7 +2,7 @@
 
 Invariants at the product level: HyperReenact with Δ = 0 renders the source inversion; GAN directions
 with the source as its own driver (Δp = 0) renders the source shifted by the map's bias only, the same
-image the sliders give at zero. Missing host-supplied weights make an engine unavailable with the reason.
+image the sliders give at zero. Weights missing offline make an engine unavailable with the reason.
 """
 
 from __future__ import annotations
