@@ -13,7 +13,8 @@ from typing import Any
 
 import gradio as gr
 
-from backends.errors import FaceLabError, scrub_paths
+from backends import validation
+from backends.errors import FaceLabError, InputError, scrub_paths
 from backends.standin import standin_enabled
 
 log = logging.getLogger("facelab")
@@ -62,6 +63,149 @@ def user_errors(fn: Callable) -> Callable:
             ) from None
 
     return wrapper
+
+
+# --------------------------------------------------------------------------- checked inputs
+# Every event is wired through `wire`, which gives each of its input controls a checked twin class (the
+# same front end, gradio's own processing after the check). The check runs on the raw value a client sent,
+# before gradio's own preprocessing and before the handler: a NaN, an infinity, 1e30, 2.5 for a count, a
+# string for a number or a megabyte of text is refused at once, with a message that names the control by its
+# label and states its range. The class, not the instance, carries the check, so a control that a handler
+# updates (gradio rebuilds it from its class) stays checked.
+
+
+def _field(component: gr.components.Component) -> str:
+    return str(component.label or component.elem_id or "A value")
+
+
+def _refuse(check: Callable[[], Any]) -> Any:
+    try:
+        return check()
+    except InputError as exc:
+        raise gr.Error(str(exc), print_exception=False) from None
+
+
+def _slider_counts(slider: gr.Slider) -> bool:
+    """A slider counts (whole numbers only) if it says so (precision 0) or its bounds and step are ints."""
+    return slider.precision == 0 or all(
+        isinstance(v, int) and not isinstance(v, bool) for v in (slider.minimum, slider.maximum, slider.step)
+    )
+
+
+_UNBOUNDED = float(2**53)  # a Number without a declared bound still gets one: the largest exact float integer
+
+
+class CheckedSlider(gr.Slider):
+    is_template = True  # rendered by gradio's own front end (see RawPathImage)
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        value = _refuse(lambda: validation.check_number(
+            payload, _field(self), self.minimum, self.maximum, integer=_slider_counts(self)))
+        return super().preprocess(value)
+
+
+class CheckedNumber(gr.Number):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        low = -_UNBOUNDED if self.minimum is None else self.minimum
+        high = _UNBOUNDED if self.maximum is None else self.maximum
+        value = _refuse(lambda: validation.check_number(payload, _field(self), low, high,
+                                                        integer=self.precision == 0))
+        return super().preprocess(value)
+
+
+class CheckedCheckbox(gr.Checkbox):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        return super().preprocess(_refuse(lambda: validation.check_flag(payload, _field(self))))
+
+
+class CheckedRadio(gr.Radio):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        values = [value for _, value in self.choices]
+        return super().preprocess(_refuse(lambda: validation.check_choice(payload, _field(self), values)))
+
+
+class CheckedDropdown(gr.Dropdown):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        values = [value for _, value in self.choices]
+        if self.multiselect:
+            if not isinstance(payload, list):
+                _refuse(lambda: validation.check_choice(payload, _field(self), values))
+            for item in payload:
+                _refuse(lambda item=item: validation.check_choice(item, _field(self), values))
+            return super().preprocess(payload)
+        return super().preprocess(_refuse(lambda: validation.check_choice(
+            payload, _field(self), values, custom=bool(self.allow_custom_value))))
+
+
+class CheckedTextbox(gr.Textbox):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        limit = self.max_length or validation.MAX_TEXT_CHARS
+        return super().preprocess(_refuse(lambda: validation.check_text(payload, _field(self), limit)))
+
+
+class CheckedFile(gr.File):
+    """``gr.File`` without its stray temporary file.
+
+    gradio 6's ``File`` opens an empty ``NamedTemporaryFile(delete=False)`` in its cache root for every
+    upload it passes on as a path and never closes or deletes it: one empty file (and one open descriptor)
+    per request that survived even the shutdown clean-up. The path is passed on here without it.
+    """
+
+    is_template = True
+
+    def _process_single_file(self, f: Any) -> Any:  # gradio's per-file step (File.preprocess calls it)
+        if self.type != "filepath":
+            return super()._process_single_file(f)
+        from gradio import utils as gradio_utils
+        from gradio_client import utils as client_utils
+
+        if self.file_types and not client_utils.is_valid_file(f.path, self.file_types):
+            raise gr.Error(f"{_field(self)} must be a file of type {', '.join(self.file_types)}.",
+                           print_exception=False)
+        return gradio_utils.NamedString(f.path)
+
+
+CHECKED: dict[type, type] = {
+    gr.Slider: CheckedSlider, gr.Number: CheckedNumber, gr.Checkbox: CheckedCheckbox, gr.Radio: CheckedRadio,
+    gr.Dropdown: CheckedDropdown, gr.Textbox: CheckedTextbox, gr.File: CheckedFile,
+}
+
+
+def check_inputs(inputs: Iterable[gr.components.Component]) -> None:
+    """Give each control its checked twin class (idempotent); controls without one are left as they are."""
+    for component in inputs:
+        twin = CHECKED.get(type(component))
+        if twin is not None:
+            component.__class__ = twin
+
+
+def wire(listener: Callable, fn: Callable, inputs: Any, outputs: Any, **kwargs: Any) -> Any:
+    """``listener(fn, inputs, outputs, **kwargs)`` with every input checked before ``fn`` runs.
+
+    Use it for every event (``wire(run.click, handler, [a, b], [out], api_name="x")``): it is what makes an
+    API client's out-of-range, non-finite or ill-typed value a clear message naming the control instead of
+    a crash inside a handler. ``fn`` itself is called unchanged; it is marked so that a test can list the
+    app's endpoints and check each one went through here.
+    """
+    listed = [] if inputs is None else [inputs] if isinstance(inputs, gr.components.Component) else list(inputs)
+    check_inputs(listed)
+
+    @functools.wraps(fn)
+    def handler(*args: Any, **kw: Any) -> Any:
+        return fn(*args, **kw)
+
+    handler.facelab_checked_inputs = tuple(listed)  # type: ignore[attr-defined]
+    return listener(handler, inputs, outputs, **kwargs)
 
 
 def delete_private_files(demo: gr.Blocks) -> None:
@@ -153,3 +297,8 @@ def UploadImage(**kwargs: Any) -> RawPathImage:  # noqa: N802 - reads like a com
     kwargs.setdefault("type", "filepath")
     kwargs.setdefault("sources", ["upload", "clipboard", "webcam"])
     return RawPathImage(**kwargs)
+
+
+# Inputs that need no check of their own in `wire`: uploads, which gradio validates as files and the
+# backends' input policy reads (not an image, not a video... are clear errors there).
+UPLOAD_INPUTS: tuple[type, ...] = (RawPathImage, gr.Video)
