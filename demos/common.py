@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from backends import validation
-from backends.errors import FaceLabError, InputError, scrub_paths
+from backends.errors import FaceLabError, InputError, scrub_paths, shorten
 from backends.standin import standin_enabled
 
 log = logging.getLogger("facelab")
@@ -81,14 +81,17 @@ def _field(component: gr.components.Component) -> str:
 def _refuse(check: Callable[[], Any]) -> Any:
     try:
         return check()
-    except InputError as exc:
-        raise gr.Error(str(exc), print_exception=False) from None
+    except InputError as exc:  # a path the client sent is quoted as "<file>", like any server path
+        raise gr.Error(scrub_paths(str(exc)), print_exception=False) from None
 
 
-def _slider_counts(slider: gr.Slider) -> bool:
-    """A slider counts (whole numbers only) if it says so (precision 0) or its bounds and step are ints."""
-    return slider.precision == 0 or all(
-        isinstance(v, int) and not isinstance(v, bool) for v in (slider.minimum, slider.maximum, slider.step)
+def counts(control: gr.Slider | gr.Number) -> bool:
+    """Whether a numeric control takes whole numbers only: it says so (precision 0), or it is a slider
+    whose bounds and step are all ints (``gr.Slider(1, 200, step=1)``)."""
+    if control.precision == 0:
+        return True
+    return isinstance(control, gr.Slider) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in (control.minimum, control.maximum, control.step)
     )
 
 
@@ -100,7 +103,7 @@ class CheckedSlider(gr.Slider):
 
     def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
         value = _refuse(lambda: validation.check_number(
-            payload, _field(self), self.minimum, self.maximum, integer=_slider_counts(self)))
+            payload, _field(self), self.minimum, self.maximum, integer=counts(self)))
         return super().preprocess(value)
 
 
@@ -110,8 +113,7 @@ class CheckedNumber(gr.Number):
     def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
         low = -_UNBOUNDED if self.minimum is None else self.minimum
         high = _UNBOUNDED if self.maximum is None else self.maximum
-        value = _refuse(lambda: validation.check_number(payload, _field(self), low, high,
-                                                        integer=self.precision == 0))
+        value = _refuse(lambda: validation.check_number(payload, _field(self), low, high, integer=counts(self)))
         return super().preprocess(value)
 
 
@@ -175,9 +177,21 @@ class CheckedFile(gr.File):
         return gradio_utils.NamedString(f.path)
 
 
+class CheckedDataset(gr.Dataset):
+    """The examples' table: an API client sends the index of an example, which must be one of them."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        last = max(len(self.raw_samples) - 1, 0)
+        index = _refuse(lambda: validation.check_number(payload, f"{self.label or 'Example'} (index)", 0, last,
+                                                        integer=True))
+        return super().preprocess(index)
+
+
 CHECKED: dict[type, type] = {
     gr.Slider: CheckedSlider, gr.Number: CheckedNumber, gr.Checkbox: CheckedCheckbox, gr.Radio: CheckedRadio,
-    gr.Dropdown: CheckedDropdown, gr.Textbox: CheckedTextbox, gr.File: CheckedFile,
+    gr.Dropdown: CheckedDropdown, gr.Textbox: CheckedTextbox, gr.File: CheckedFile, gr.Dataset: CheckedDataset,
 }
 
 
@@ -187,6 +201,86 @@ def check_inputs(inputs: Iterable[gr.components.Component]) -> None:
         twin = CHECKED.get(type(component))
         if twin is not None:
             component.__class__ = twin
+
+
+def upload_problem(component: gr.components.Component, payload: Any) -> str | None:
+    """Why an upload's raw payload is refused (None if it is fine): it must be nothing, or a file that the
+    client uploaded to this server (gradio's upload route; ``handle_file`` in gradio_client).
+
+    gradio hands a payload without its ``meta`` marker to the component unchecked, so ``{"path": "/any/file"}``
+    would make the server open any file it can read; and it fetches URLs for a client. Only files in gradio's
+    upload cache and the app's own example assets are accepted.
+    """
+    if payload is None:
+        return None
+    field = _field(component)
+    path = payload.get("path") if isinstance(payload, dict) else None
+    if not isinstance(path, str) or not path:
+        return f"{field} must be a file uploaded to this server (gradio_client: handle_file), got " \
+               f"{validation.describe(payload)}."
+    from gradio.utils import get_upload_folder
+
+    roots = (Path(get_upload_folder()).resolve(), ASSETS.resolve())
+    try:
+        real = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        real = None
+    if real is None or not any(real.is_relative_to(root) for root in roots):
+        name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        return f"{field} must be a file uploaded to this server (gradio_client: handle_file); " \
+               f"'{shorten(name, 40)}' is not one."
+    return None
+
+
+def _raw_problem(block_fn: Any, inputs: Any) -> str | None:
+    """What is wrong with a request's raw input list as a whole (its length, its uploads), before gradio reads it."""
+    expected = list(block_fn.inputs)
+    if not isinstance(inputs, list) or len(inputs) < len(expected):
+        names = ", ".join(_field(c) for c in expected)
+        got = len(inputs) if isinstance(inputs, list) else validation.describe(inputs)
+        return f"This endpoint takes {len(expected)} inputs ({shorten(names, 300)}); got {got}."
+    for component, payload in zip(expected, inputs, strict=False):
+        if isinstance(component, (gr.Image, gr.Video, gr.File)):
+            problem = upload_problem(component, payload)
+            if problem:
+                return problem
+        elif _holds_file(payload):  # gradio would try to move it into its cache before the control's check
+            return f"{_field(component)} does not take a file, got {validation.describe(payload)}."
+    return None
+
+
+def _holds_file(payload: Any, depth: int = 0) -> bool:
+    """Whether a JSON value holds a file reference (a dict marked as gradio FileData) at any depth."""
+    if depth > 20:
+        return True  # nothing a control takes is nested this deep
+    if isinstance(payload, dict):
+        return "meta" in payload or any(_holds_file(v, depth + 1) for v in payload.values())
+    if isinstance(payload, list):
+        return any(_holds_file(v, depth + 1) for v in payload)
+    return False
+
+
+def check_every_event(demo: gr.Blocks) -> None:
+    """Check the inputs of every event of ``demo``, also those gradio wires itself (the examples' tables).
+
+    ``wire`` checks each control of ours as it is wired; this catches gradio's own events once the app is
+    built, and checks each request's raw input list as a whole (how many values, the uploads) before gradio
+    validates it: a short list or a NaN where a file belongs would otherwise fail inside gradio.
+    """
+    for block_fn in demo.fns.values():
+        check_inputs(block_fn.inputs)
+    original = demo.preprocess_data
+    if getattr(original, "facelab_checked", False):
+        return
+
+    async def preprocess_data(block_fn: Any, inputs: Any, state: Any, explicit_call: bool = False) -> Any:
+        problem = _raw_problem(block_fn, inputs)
+        if problem:
+            raise gr.Error(scrub_paths(problem), print_exception=False)
+        return await original(block_fn, inputs, state, explicit_call)
+
+    preprocess_data.facelab_checked = True  # type: ignore[attr-defined]
+    demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
 
 
 def wire(listener: Callable, fn: Callable, inputs: Any, outputs: Any, **kwargs: Any) -> Any:
@@ -206,6 +300,16 @@ def wire(listener: Callable, fn: Callable, inputs: Any, outputs: Any, **kwargs: 
 
     handler.facelab_checked_inputs = tuple(listed)  # type: ignore[attr-defined]
     return listener(handler, inputs, outputs, **kwargs)
+
+
+def private_file_modes() -> None:
+    """Files and folders this process makes from now on are its user's only (0600 files, 0700 folders).
+
+    gradio writes every output (face images, videos, zips) into its cache with the process's umask: 0644
+    files in 0755 folders on most hosts, which any local user could read. Result folders are sealed on their
+    own (``backends.results.seal``); this covers what gradio writes, and any cache the backends fill.
+    """
+    os.umask(0o077)
 
 
 def delete_private_files(demo: gr.Blocks) -> None:
