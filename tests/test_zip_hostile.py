@@ -262,3 +262,189 @@ def test_a_zip_made_by_zipfile_still_reads(tmp_path, png):
     assert (tmp_path / "in" / "003_big.bmp").read_bytes() == big
     assert all((tmp_path / "in" / n).read_bytes() == png for n in contents.extracted[:3])
     assert contents.bytes_read == 3 * len(png) + len(big)
+
+
+# --------------------------------------------------------------------------- through the API
+
+OPTIONS = (0.0, 1, 0, 1, "official", False)  # margin, steps, seed, candidates, variant, already aligned
+
+
+@pytest.fixture(scope="module")
+def wall() -> bytes:
+    """A photo without a face: it goes through the real detector (YuNet) and fails there, in milliseconds."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (320, 240), (120, 130, 140)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def hostile_zip(wall: bytes) -> bytes:
+    return raw_zip([
+        Member("wall.png", wall),
+        Member("locked.png", wall, flags=0x1),
+        Member("d64.png", deflate(wall), method=9, plain=wall),
+        Member("w" * 400 + "_wall.png", deflate(wall), method=8, plain=wall),
+        Member("crc.png", wall, crc=zlib.crc32(wall) ^ 1),
+        Member("bomb.png", zeros_deflated(64), method=8, usize=1024, crc=0, plain=b""),
+    ])
+
+
+HOSTILE_ROWS = {
+    "000_wall.png": "no_face", "001_locked.png": "failed", "002_d64.png": "failed",
+    "003_" + "w" * 100 + ".png": "no_face", "004_crc.png": "failed", "005_bomb.png": "failed",
+}
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """The app on stand-in weights with its own gradio cache and results folder, both watched by the tests."""
+    import os
+
+    from tests.conftest import SHARED_WEIGHTS
+
+    if not SHARED_WEIGHTS.is_dir():
+        pytest.skip(f"YuNet weights not found at {SHARED_WEIGHTS}")
+    from tests.app_server import running_app
+
+    root = tmp_path_factory.mktemp("zip_api")
+    env = {"GRADIO_TEMP_DIR": str(root / "gradio"), "FACELAB_RESULTS_DIR": str(root / "results")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        with running_app(standin=True) as url:
+            yield url, root / "gradio", root / "results"
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _call(http, api_name: str, data: list) -> tuple[str, object]:
+    import json
+
+    posted = http.post(f"gradio_api/call/{api_name}", json={"data": data})
+    assert posted.status_code == 200, posted.text[:200]
+    stream = http.get(f"gradio_api/call/{api_name}/{posted.json()['event_id']}").text
+    event = [line[7:] for line in stream.splitlines() if line.startswith("event: ")][-1]
+    payload = stream.rsplit("data: ", 1)[1].strip()
+    return event, json.loads(payload)
+
+
+def _upload(http, name: str, data: bytes) -> dict:
+    """What a raw client does with a file: the upload route, then a FileData reference to what it answered."""
+    answer = http.post("gradio_api/upload", files={"files": (name, data, "application/zip")})
+    assert answer.status_code == 200, answer.text[:200]
+    return {"path": answer.json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_hostile_zip_through_gradio_client_is_a_report(app_url, wall, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, cache, results = app_url
+    archive = tmp_path / "hostile.zip"
+    archive.write_bytes(hostile_zip(wall))
+    bundle, table, summary = Client(url, verbose=False).predict(handle_file(archive), *OPTIONS,
+                                                                api_name="/anonymize_zip")
+    rows = {row[0]: (row[1], row[-1]) for row in table["data"]}
+    assert {name: status for name, (status, _) in rows.items()} == HOSTILE_ROWS
+    assert rows["001_locked.png"][1] == ENCRYPTED and rows["002_d64.png"][1] == DEFLATE64
+    assert rows["004_crc.png"][1] == BAD_CRC
+    assert rows["005_bomb.png"][1].startswith("The image holds more data than the 1,024 bytes its header declares")
+    assert summary["anonymised"] == 0 and summary["failed"] == 6
+    with zipfile.ZipFile(bundle) as zf:
+        assert zf.namelist() == ["report.csv"]
+
+
+def test_whole_zip_problems_over_raw_http(app_url, png):
+    import httpx
+
+    cases = [
+        (b"PK\x03\x04 not a zip", "The upload is not a readable zip archive."),
+        (raw_zip([Member("big.png", png, usize=3 * 2**30)]),
+         "The zip's images add up to 3072.0 MB uncompressed; the limit is 50 MB."),
+        (raw_zip([Member(f"{i}.png", png) for i in range(21)]),
+         "The zip holds 21 images; at most 20 are processed per upload."),
+        (raw_zip([Member("notes.txt", b"hello")]), "The zip holds no images (jpg, png, webp, bmp, tif)."),
+    ]
+    with httpx.Client(base_url=app_url[0], timeout=120) as http:
+        for data, message in cases:
+            assert _call(http, "anonymize_zip", [_upload(http, "x.zip", data), *OPTIONS]) == ("error", {
+                "error": message, "duration": 10, "visible": True, "title": "Error"})
+        event, (_, table, summary) = _call(http, "anonymize_zip", [
+            _upload(http, "bomb.zip", raw_zip([Member("bomb.png", zeros_deflated(64), method=8, usize=1024, crc=0,
+                                                      plain=b"")])), *OPTIONS])
+        assert event == "complete" and summary["failed"] == 1 and table["data"][0][:2] == ["000_bomb.png", "failed"]
+        assert _call(http, "models", [])[0] == "complete"  # and the server still answers
+
+
+def test_zip_requests_leave_no_stray_file_and_keep_outputs_private(app_url, wall, tmp_path):
+    """gradio's File made an empty temp file in its cache root per request; outputs were 0644 in 0755 folders."""
+    import stat
+
+    from gradio_client import Client, handle_file
+
+    url, cache, results = app_url
+    archive = tmp_path / "two.zip"
+    archive.write_bytes(raw_zip([Member("wall.png", wall), Member("locked.png", wall, flags=0x1)]))
+    before = {p for p in cache.iterdir() if p.is_file()}
+    Client(url, verbose=False).predict(handle_file(archive), *OPTIONS, api_name="/anonymize_zip")
+    assert {p for p in cache.iterdir() if p.is_file()} - before == set(), "a stray file in gradio's cache root"
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    folders = [p for p in cache.rglob("*") if p.is_dir()]
+    assert any(p.name == "anonymized.zip" for p in files)  # the output, as gradio keeps it for download
+    from demos.common import ASSETS
+
+    examples = {p.name for p in ASSETS.iterdir()}  # copies of the public example files keep their mode
+    shared = {str(p.relative_to(cache)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files + folders
+              if stat.S_IMODE(p.stat().st_mode) & 0o077 and p.name not in examples}
+    assert shared == {}, "readable by other users"
+    assert all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in folders)  # the examples' folders too
+    assert {stat.S_IMODE(p.stat().st_mode) for p in results.rglob("*") if p.is_file()} == {0o600}
+
+
+def test_sigterm_after_zip_requests_leaves_no_file_at_all(tmp_path, wall, shared_weights):
+    """A real server: a hostile zip, then SIGTERM; neither gradio's cache nor the results folder keeps a file."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from gradio_client import Client, handle_file
+
+    from tests.conftest import REPO
+
+    cache, results = tmp_path / "gradio", tmp_path / "results"
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(cache), "FACELAB_RESULTS_DIR": str(results),
+           "FACELAB_WEIGHTS_DIR": str(shared_weights), "PYTHONUNBUFFERED": "1"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--cpu", "--stand-in-weights"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(480):
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+                break
+            except Exception:
+                if server.poll() is not None:
+                    pytest.fail(f"the app exited early:\n{server.stdout.read()}")
+                time.sleep(0.5)
+        else:
+            pytest.fail("the app did not start within 240 s")
+        archive = tmp_path / "hostile.zip"
+        archive.write_bytes(hostile_zip(wall))
+        for _ in range(2):
+            client.predict(handle_file(archive), *OPTIONS, api_name="/anonymize_zip")
+        assert [p for p in cache.rglob("*") if p.is_file()], "the upload and the output are cached while it runs"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    left = [p for root in (cache, results) if root.exists() for p in root.rglob("*") if p.is_file()]
+    assert left == []
