@@ -1,9 +1,10 @@
-"""What every tab shares: error translation, notices, the stand-in banner, upload components."""
+"""What every tab shares: error translation, input checks, notices, the stand-in banner, upload components."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import uuid
@@ -66,12 +67,14 @@ def user_errors(fn: Callable) -> Callable:
 
 
 # --------------------------------------------------------------------------- checked inputs
-# Every event is wired through `wire`, which gives each of its input controls a checked twin class (the
-# same front end, gradio's own processing after the check). The check runs on the raw value a client sent,
-# before gradio's own preprocessing and before the handler: a NaN, an infinity, 1e30, 2.5 for a count, a
-# string for a number or a megabyte of text is refused at once, with a message that names the control by its
-# label and states its range. The class, not the instance, carries the check, so a control that a handler
-# updates (gradio rebuilds it from its class) stays checked.
+# One validation layer for every event, in two parts. `wire` gives each input control of an event a checked
+# twin class (the same front end, gradio's own processing after the check): the raw value a client sent is
+# checked before gradio's preprocessing and before the handler, so a NaN, an infinity, 1e30, 2.5 for a count,
+# a string for a number or a megabyte of text is refused at once with a message that names the control by
+# its label and states its range (the checks themselves are in backends/validation.py). The class, not the
+# instance, carries the check, so a control that a handler updates (gradio rebuilds it from its class) stays
+# checked. `check_every_event` (called by app.build_demo) does the same for the events gradio wires itself
+# and checks each request as a whole: how many values it holds, and that uploads are uploads.
 
 
 def _field(component: gr.components.Component) -> str:
@@ -245,14 +248,15 @@ def _raw_problem(block_fn: Any, inputs: Any) -> str | None:
             if problem:
                 return problem
         elif _holds_file(payload):  # gradio would try to move it into its cache before the control's check
-            return f"{_field(component)} does not take a file, got {validation.describe(payload)}."
+            return f"{_field(component)} does not take a file or nested data, got {validation.describe(payload)}."
     return None
 
 
 def _holds_file(payload: Any, depth: int = 0) -> bool:
-    """Whether a JSON value holds a file reference (a dict marked as gradio FileData) at any depth."""
+    """Whether a JSON value holds a file reference (a dict with gradio's "meta" marker) or is nested deeper
+    than any control's value (gradio walks it recursively)."""
     if depth > 20:
-        return True  # nothing a control takes is nested this deep
+        return True
     if isinstance(payload, dict):
         return "meta" in payload or any(_holds_file(v, depth + 1) for v in payload.values())
     if isinstance(payload, list):
@@ -288,16 +292,23 @@ def wire(listener: Callable, fn: Callable, inputs: Any, outputs: Any, **kwargs: 
 
     Use it for every event (``wire(run.click, handler, [a, b], [out], api_name="x")``): it is what makes an
     API client's out-of-range, non-finite or ill-typed value a clear message naming the control instead of
-    a crash inside a handler. ``fn`` itself is called unchanged; it is marked so that a test can list the
-    app's endpoints and check each one went through here.
+    a crash inside a handler (``check_every_event`` adds the checks of whole requests once the app is built).
+    ``fn`` itself is called unchanged; it is marked so that a test can list the app's endpoints and check
+    each one went through here.
     """
     listed = [] if inputs is None else [inputs] if isinstance(inputs, gr.components.Component) else list(inputs)
     check_inputs(listed)
-
-    @functools.wraps(fn)
-    def handler(*args: Any, **kw: Any) -> Any:
-        return fn(*args, **kw)
-
+    # gradio reads the handler's kind (streaming, async) and its signature (the progress tracker): keep both.
+    if inspect.isgeneratorfunction(fn):
+        def handler(*args: Any, **kw: Any) -> Any:
+            yield from fn(*args, **kw)
+    elif inspect.iscoroutinefunction(fn):
+        async def handler(*args: Any, **kw: Any) -> Any:
+            return await fn(*args, **kw)
+    else:
+        def handler(*args: Any, **kw: Any) -> Any:
+            return fn(*args, **kw)
+    handler = functools.wraps(fn)(handler)
     handler.facelab_checked_inputs = tuple(listed)  # type: ignore[attr-defined]
     return listener(handler, inputs, outputs, **kwargs)
 

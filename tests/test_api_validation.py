@@ -114,6 +114,7 @@ def test_every_named_endpoint_is_wired_through_the_checks(demo):
     checked = tuple(common.CHECKED.values()) + common.UPLOAD_INPUTS
     for name, fn in endpoints.items():
         assert getattr(fn.fn, "facelab_checked_inputs", None) == tuple(fn.inputs), f"/{name} is not wired by wire()"
+    assert getattr(demo.preprocess_data, "facelab_checked", False), "requests are not checked as a whole"
     for fn in demo.fns.values():  # every event, also the private ones and gradio's own (the examples)
         for component in fn.inputs:
             assert isinstance(component, checked), f"{fn.api_name}: {type(component).__name__} is not checked"

@@ -371,6 +371,9 @@ def test_whole_zip_problems_over_raw_http(app_url, png):
         for data, message in cases:
             assert _call(http, "anonymize_zip", [_upload(http, "x.zip", data), *OPTIONS]) == ("error", {
                 "error": message, "duration": 10, "visible": True, "title": "Error"})
+        event, answer = _call(http, "anonymize_zip", [_upload(http, "notes.txt", b"hello"), *OPTIONS])
+        assert (event, answer["error"]) == ("error", "Zip of photos (at most 20 images, 50 MB) must be a file of "
+                                                     "type .zip.")
         event, (_, table, summary) = _call(http, "anonymize_zip", [
             _upload(http, "bomb.zip", raw_zip([Member("bomb.png", zeros_deflated(64), method=8, usize=1024, crc=0,
                                                       plain=b"")])), *OPTIONS])
