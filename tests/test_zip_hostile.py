@@ -264,6 +264,42 @@ def test_a_zip_made_by_zipfile_still_reads(tmp_path, png):
     assert contents.bytes_read == 3 * len(png) + len(big)
 
 
+def test_random_damage_is_always_a_message_or_a_row(tmp_path, png):
+    """400 seeded mutations of a small valid zip (bytes flipped, runs zeroed, cut short): extract_zip
+    either refuses the whole zip with an InputError or lists each member as extracted or failed."""
+    import random
+
+    good = raw_zip([Member("a.png", deflate(png), method=8, plain=png), Member("b.png", png),
+                    Member("c.png", deflate(png * 3), method=8, plain=png * 3)])
+    rng = random.Random(0)
+    outcomes = {"refused": 0, "rows": 0}
+    for trial in range(400):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            kind, at = rng.randrange(3), rng.randrange(len(data))
+            if kind == 0:
+                data[at] = rng.randrange(256)
+            elif kind == 1:
+                data[at:at + rng.randint(1, 16)] = bytes(min(16, len(data) - at))
+            else:
+                del data[at:]
+                if not data:
+                    break
+        path = tmp_path / f"{trial}.zip"
+        path.write_bytes(bytes(data))
+        dest = tmp_path / f"out{trial}"
+        try:
+            contents = folder.extract_zip(path, dest)
+        except InputError:
+            outcomes["refused"] += 1
+            continue
+        outcomes["rows"] += 1
+        assert set(contents.extracted) == {p.name for p in dest.iterdir()}  # a failed member leaves no file
+        assert not set(contents.extracted) & set(contents.failed)
+        assert all(message.startswith("The image ") for message in contents.failed.values())
+    assert outcomes["refused"] > 50 and outcomes["rows"] > 50, outcomes
+
+
 # --------------------------------------------------------------------------- through the API
 
 OPTIONS = (0.0, 1, 0, 1, "official", False)  # margin, steps, seed, candidates, variant, already aligned

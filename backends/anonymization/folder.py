@@ -154,7 +154,7 @@ _LOCAL_HEADER = struct.Struct("<4s5H3L2H")
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 # What zipfile may raise on a hostile directory (OSError: a seek past the end of the upload).
 _ZIP_READ_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, UnicodeDecodeError, NotImplementedError,
-                    struct.error, OverflowError)
+                    struct.error, OverflowError, IndexError, KeyError)
 # What a member's own data may raise while it is decompressed (an OSError there is the server's disk).
 _MEMBER_DATA_ERRORS = (zlib.error, ValueError, EOFError, OverflowError, struct.error)
 
@@ -220,20 +220,24 @@ def _copy_member(fp: BinaryIO, info: zipfile.ZipInfo, target: Path, already: int
             crc = zlib.crc32(data, crc)
             out.write(data)
 
-        while left > 0:
+        while inflate is None and left > 0:  # stored: the data is the content
             chunk = fp.read(min(CHUNK_BYTES, left))
             if not chunk:
                 break
             left -= len(chunk)
-            if inflate is None:
-                emit(chunk)
-                continue
-            data = inflate.decompress(chunk, CHUNK_BYTES)
-            emit(data)
-            while inflate.unconsumed_tail and not inflate.eof:
-                emit(inflate.decompress(inflate.unconsumed_tail, CHUNK_BYTES))
-            if inflate.eof:
-                break
+            emit(chunk)
+        while inflate is not None and not inflate.eof:
+            # At most CHUNK_BYTES come out per step; input zlib could not use yet waits in unconsumed_tail.
+            given = inflate.unconsumed_tail
+            if not given and left > 0:
+                given = fp.read(min(CHUNK_BYTES, left))
+                left -= len(given)
+                if not given:
+                    break  # the upload ends before the member's compressed size
+            produced = inflate.decompress(given, CHUNK_BYTES)
+            emit(produced)
+            if not given and not produced:
+                break  # nothing left to give and nothing more comes out: the stream ends early
     if (left > 0 and inflate is None) or (inflate is not None and not inflate.eof):
         raise _MemberProblem("is damaged: its data ends early (a truncated upload?).")
     if written != info.file_size:
@@ -261,7 +265,8 @@ def extract_zip(zip_path: str | Path, dest: Path, max_files: int = MAX_ZIP_FILES
         raise InputError("The upload is not a readable zip archive.") from exc
     with archive:
         members = [m for m in archive.infolist()
-                   if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
+                   if m.filename and not m.filename.endswith("/")  # ZipInfo.is_dir() fails on an empty name
+                   and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
                    and not re.split(r"[\\/]", m.filename)[-1].startswith(".") and "__MACOSX" not in m.filename]
         if not members:
             raise InputError("The zip holds no images (jpg, png, webp, bmp, tif).")
