@@ -37,7 +37,10 @@ def describe(value: Any) -> str:
             return "infinity" if value > 0 else "minus infinity"
         return repr(value)
     if isinstance(value, int):
-        return shorten(str(value), 30)
+        try:
+            return shorten(str(value), 30)
+        except ValueError:  # more digits than Python will print (4300)
+            return "a number with thousands of digits"
     if isinstance(value, str):
         return f"the text '{shorten(value, 40)}'"
     if isinstance(value, (list, tuple)):

@@ -49,6 +49,10 @@ def test_a_count_refuses_what_the_ui_never_sends(value, message):
     assert str(raised.value) == message
 
 
+def test_a_number_too_long_to_print_is_still_described():
+    assert validation.describe(10**5000) == "a number with thousands of digits"
+
+
 def test_accepted_numbers_come_back_as_the_handler_needs_them():
     assert validation.check_number(200.0, "Steps", 1, 200, integer=True) == 200
     assert type(validation.check_number(200.0, "Steps", 1, 200, integer=True)) is int
