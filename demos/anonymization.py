@@ -10,7 +10,7 @@ import pandas as pd
 from backends.device import get_device
 from backends.results import results_dir, seal
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
 from .jobs import request_job, stop_session_jobs
 
 ABOUT = """
@@ -203,6 +203,7 @@ def _refresh(pool_size: float | None, steps: float | None):
 def build():
     """Lay out the tab; returns the hook app.py calls with the tab (it starts the pool when opened)."""
     from backends.anonymization import MAX_CANDIDATES, MAX_STEPS, MAX_ZIP_BYTES, MAX_ZIP_FILES, pool_choices
+    from backends.validation import MAX_SEED
 
     device = get_device()
     choices = pool_choices(device)
@@ -226,7 +227,7 @@ def build():
                               info="The paper uses 50 (about 0.1 s each on a GPU, seconds each on a CPU).",
                               elem_id="falco-steps")
             with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 candidates = gr.Slider(1, MAX_CANDIDATES, value=1, step=1, label="Candidates",
                                        info="1 = nearest fake (paper); k > 1 = one of the k nearest, by seed.")
             variant = gr.Radio(["official", "corrected"], value="official", label="Variant")
@@ -262,22 +263,22 @@ def build():
     status_inputs = [pool, steps]
     run.click(lambda: gr.Tabs(selected="falco-photo-result"), None, result_tabs, queue=False,
               api_visibility="private")
-    photo_event = run.click(
-        anonymize, [photo, *options],
+    photo_event = wire(
+        run.click, anonymize, [photo, *options],
         [pasted, slider, stages, identity_plot, attr_plot, summary, downloads, details],
         api_name="anonymize", **GPU_EVENT,
     )
     run_zip.click(lambda: gr.Tabs(selected="falco-zip-result"), None, result_tabs, queue=False,
                   api_visibility="private")
-    zip_event = run_zip.click(anonymize_zip, [archive, *options], [bundle, report, zip_details],
-                              api_name="anonymize_zip", **GPU_EVENT)
+    zip_event = wire(run_zip.click, anonymize_zip, [archive, *options], [bundle, report, zip_details],
+                     api_name="anonymize_zip", **GPU_EVENT)
     # Stop ends the request at once (its queue slot frees) and the backend loop after its current step.
     stop.click(stop_session_jobs, None, None, cancels=[photo_event, zip_event], queue=False, api_visibility="private")
     for event in (photo_event, zip_event):
-        event.then(_refresh, status_inputs, [pool_status, poll], queue=False, api_visibility="private")
+        wire(event.then, _refresh, status_inputs, [pool_status, poll], queue=False, api_visibility="private")
     for control in (pool, steps):
-        control.change(_refresh, status_inputs, [pool_status, poll], queue=False, api_visibility="private")
-    poll.tick(_refresh, status_inputs, [pool_status, poll], queue=False, api_visibility="private")
+        wire(control.change, _refresh, status_inputs, [pool_status, poll], queue=False, api_visibility="private")
+    wire(poll.tick, _refresh, status_inputs, [pool_status, poll], queue=False, api_visibility="private")
 
     def on_open(tab: gr.Tab) -> None:
         tab.select(_open_tab, None, [pool_status, poll], queue=False, api_visibility="private")

@@ -9,7 +9,7 @@ from backends.device import get_device
 from backends.face.pipeline import prepare_face
 from backends.standin import standin_enabled
 
-from .common import UploadImage, asset, show_notices, user_errors
+from .common import UploadImage, asset, show_notices, user_errors, wire
 
 ABOUT = """
 ### Models and weights
@@ -17,8 +17,8 @@ Every network Face Lab uses, where its weights come from, its licence and whethe
 machine. A file is looked for in `$FACELAB_WEIGHTS_DIR`, then in the Hugging Face cache and Face Lab's download
 cache, then downloaded: from `$FACELAB_HUB_REPO` when set, the public hub mirrors, and the authors' own links
 (Google Drive, Dropbox, GitHub releases). A tab downloads what it needs on first use, with a progress bar; the
-commands below fetch ahead of time. *Host supplies* marks a file with no public source (a licence that asks for
-registration): put it in `$FACELAB_WEIGHTS_DIR` or in your own Hugging Face repo named by `FACELAB_HUB_REPO`.
+commands below fetch ahead of time. *Host supplies* marks a file with no public source (the ContraCLIP
+expressions corpus): put it in `$FACELAB_WEIGHTS_DIR` or in your own Hugging Face repo named by `FACELAB_HUB_REPO`.
 """
 
 COLUMNS = ["key", "tabs", "status", "size", "licence", "source"]
@@ -64,8 +64,8 @@ def build() -> None:
     )
     table = gr.Dataframe(registry_table(), headers=COLUMNS, label="Checkpoints", interactive=False, wrap=True)
     refresh = gr.Button("Refresh", size="sm")
-    refresh.click(registry_table, None, table, api_name="models")
-    refresh.click(tabs_table, None, by_tab, api_name="models_by_tab")
+    wire(refresh.click, registry_table, None, table, api_name="models")
+    wire(refresh.click, tabs_table, None, by_tab, api_name="models_by_tab")
     with gr.Accordion("Try the face pipeline", open=True):
         gr.Markdown("Upload a photo to see the detected face, its 5 landmarks and the FFHQ-aligned crop.")
         with gr.Row():
@@ -79,4 +79,4 @@ def build() -> None:
                 crop = gr.Image(label="Aligned crop", interactive=False, elem_id="face-check-crop")
                 info = gr.JSON(label="Details")
     gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], cache_examples=False)
-    run.click(check_face, [photo, engine, aligned], [overlay, crop, info], api_name="align_face")
+    wire(run.click, check_face, [photo, engine, aligned], [overlay, crop, info], api_name="align_face")

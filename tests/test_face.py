@@ -81,9 +81,10 @@ def test_paste_back_round_trip():
 def test_square_and_vox_crops():
     img = _textured()
     assert square_crop(img, (100, 100, 60, 80), size=224).shape == (224, 224, 3)
-    vox = align_vox(img, (100, 100, 60, 80), 256)
-    # The official VoxCeleb crop: a square twice the landmark extent (80, estimated from the box),
-    # centred a sixth of it (13) above the centre of the landmark box (the detector box moved down 5 %).
+    points68 = np.array([[100.0, 104.0], [160.0, 184.0], [130.0, 150.0]])  # extent 60 x 80, centre (130, 144)
+    vox = align_vox(img, points68, 256)
+    # The official VoxCeleb crop: a square twice the landmark extent (80), centred a sixth of it (13)
+    # above the centre of the landmarks' box.
     corners = vox.quad
     assert corners[2, 0] - corners[0, 0] == 160 and corners[0, 0] == corners[1, 0]
     assert tuple(corners[0]) == (130 - 80, 144 - 13 - 80)
@@ -199,5 +200,5 @@ def test_vox_crop_from_68_landmarks_is_the_official_box():
     pts = np.array([[50.4, 75.5], [211.6, 210.2], [120.0, 140.0]])
     assert vox_crop_box(pts) == (131 - 161, 143 - 26 - 161, 131 + 161, 143 - 26 + 161)
     img = _textured()
-    out = align_vox(img, None, 256, landmarks68=pts)  # partly outside the photo: padded, then resized
+    out = align_vox(img, pts, 256)  # partly outside the photo: padded, then resized
     assert out.image.size == (256, 256) and out.matrix[0, 0] == pytest.approx(256 / 322)

@@ -116,7 +116,7 @@ def test_missing_inputs_and_other_engines(astronaut):
         r.reenact_images(None, astronaut)
     with pytest.raises(InputError, match="Please upload a driving photo"):
         r.reenact_images(astronaut, None)
-    # An engine whose host-supplied weights are missing is refused with the reason, never swapped.
+    # An engine whose weights are missing (offline) is refused with the reason, never swapped.
     enable_standin(False)
     try:
         missing = r"^Missing weights: stylegan-voxceleb\.pt .*Also missing: .*deca_model\.tar"

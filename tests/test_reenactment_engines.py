@@ -2,7 +2,7 @@
 
 Invariants at the product level: HyperReenact with Δ = 0 renders the source inversion; GAN directions
 with the source as its own driver (Δp = 0) renders the source shifted by the map's bias only, the same
-image the sliders give at zero. Missing host-supplied weights make an engine unavailable with the reason.
+image the sliders give at zero. Weights missing offline make an engine unavailable with the reason.
 """
 
 from __future__ import annotations
@@ -104,8 +104,9 @@ def test_missing_weights_make_engines_unavailable(astronaut):
         status = r.engine_status("gan_directions")
         assert not status.available
         assert status.reason.startswith("Missing weights: stylegan-voxceleb.pt ")
-        assert "Also missing: e4e-voxceleb.pt, deca_model.tar, A_matrix.pt, ranges_voxceleb.npy." in status.reason
-        assert "register at https://deca.is.tue.mpg.de" in status.reason
+        assert ("Also missing: e4e-voxceleb.pt, deca_model.tar, 2DFAN4-11f355bf06.pth.tar, A_matrix.pt, "
+                "ranges_voxceleb.npy.") in status.reason
+        assert "non-commercial scientific research only (MPI-IS, see deca.is.tue.mpg.de)" in status.reason
         with pytest.raises(MissingWeightsError, match=r"^Missing weights: stylegan-voxceleb\.pt .*deca_model\.tar"):
             r.reenact_images(astronaut, astronaut, engine="gan_directions")
         with pytest.raises(MissingWeightsError, match=r"^Missing weights: stylegan-voxceleb\.pt"):

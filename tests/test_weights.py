@@ -100,10 +100,10 @@ def test_missing_offline_names_file_tab_and_way(isolated):
 
 
 def test_only_files_without_a_public_copy_are_left_to_the_host():
-    """Every checkpoint with a public file has a download source. DECA's licence asks for a registration;
+    """Every checkpoint with a public file has a download source (DECA's too: its authors' Drive link);
     the 21-path ContraCLIP expressions corpus has no public file (the host brings one, or trains it)."""
     host = [k for k, e in REGISTRY.items() if not e.downloadable()]
-    assert sorted(host) == ["contraclip_support_sets_expressions", "deca_model"]
+    assert host == ["contraclip_support_sets_expressions"]
     assert [k for k, e in REGISTRY.items() if e.host_supplied] == host
     for entry in REGISTRY.values():
         for source in entry.sources:
@@ -115,7 +115,53 @@ def test_only_files_without_a_public_copy_are_left_to_the_host():
 
 def test_host_supplied_message_points_to_hub_repo(isolated):
     with pytest.raises(MissingWeightsError, match=r"set \$FACELAB_HUB_REPO to that repo"):
-        weights.weights_path("deca_model")
+        weights.weights_path("contraclip_support_sets_expressions")
+
+
+def test_deca_comes_from_its_authors_drive_link():
+    """DECA's own fetch_data.sh downloads deca_model.tar from a public Drive file; the strict E_flame
+    loader checks what arrives (no sha256 is published)."""
+    entry = REGISTRY["deca_model"]
+    assert not entry.host_supplied and entry.downloadable()
+    assert [s.location() for s in entry.sources] == ["https://drive.google.com/uc?id=1rp8kdyLPvErw2dTmqtjISRVvQLj6Yzje"]
+    assert entry.sources[0].origin.startswith("yfeng95/DECA fetch_data.sh")
+    assert entry.licence == "DECA licence: non-commercial scientific research only (MPI-IS), see deca.is.tue.mpg.de"
+    assert entry.check == "backends.weights.checks:deca_model" and entry.sha256 is None
+
+
+def test_fan68_is_registered_with_its_url_and_strict_check():
+    entry = REGISTRY["fan68"]
+    assert entry.filename == "2DFAN4-11f355bf06.pth.tar" and entry.tabs == ("reenactment",)
+    assert [s.location() for s in entry.sources] == [
+        "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar"]
+    assert entry.licence == "BSD-3-Clause (1adrianb/face-alignment)"
+    assert entry.standin == "backends.networks.fan68:standin_checkpoint_fan68"
+    assert entry.check == "backends.weights.checks:fan68" and not entry.host_supplied
+
+
+def test_fan68_and_deca_checks_accept_the_official_layout_only(tmp_path):
+    """The strict checks: FAN's bare state dict in the legacy (pre-1.6) container without the
+    num_batches_tracked counters (the loader's own tests cover the rest), and DECA's {'E_flame': ...}
+    dict; a wrapped or foreign file is refused."""
+    from backends.networks.deca import standin_checkpoint_deca
+    from backends.networks.fan68 import standin_checkpoint_fan68
+
+    fan = standin_checkpoint_fan68()
+    legacy = tmp_path / "legacy.pth.tar"  # early 2018: no counters, the pre-1.6 container
+    torch.save({k: v for k, v in fan.items() if not k.endswith("num_batches_tracked")}, legacy,
+               _use_new_zipfile_serialization=False)
+    weights.check_structure(REGISTRY["fan68"], legacy)
+    wrapped = tmp_path / "wrapped.pth.tar"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in fan.items()}}, wrapped)
+    with pytest.raises(CheckpointError, match=r"wrapped in \{'state_dict': \.\.\.\}"):
+        weights.check_structure(REGISTRY["fan68"], wrapped)
+    del fan
+
+    deca = tmp_path / "deca_model.tar"
+    torch.save(standin_checkpoint_deca(), deca)
+    weights.check_structure(REGISTRY["deca_model"], deca)
+    with pytest.raises(CheckpointError, match="has no 'E_flame' entry"):
+        weights.check_structure(REGISTRY["deca_model"], legacy)
 
 
 def test_sources_are_tried_in_the_documented_order(monkeypatch):

@@ -30,14 +30,14 @@ converts images with (x + 1) / 2. It changes the numbers and can change the neig
 
 CLI: ``python -m backends.anonymization IN_DIR OUT_DIR`` anonymises a folder, resumably, with a CSV report.
 
-Modules (what changes together):
+Modules:
 
 * :mod:`.optimisation`: the loss, the W+ code, the optimiser and schedule, the two variants;
 * :mod:`.models`: the generator, ArcFace and FaRL, loaded once per device and variant;
 * :mod:`.pool`: the pool of generated faces (seeds and FaRL features on disk), built in the background;
 * :mod:`.photo`: one photo, end to end (:func:`anonymize_photo`);
 * :mod:`.folder`: folders and zips, resumable, with a CSV report;
-* :mod:`.__main__`: the folder CLI.
+* :mod:`.cli`: the folder CLI (``python -m backends.anonymization``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ Modules:
 * :mod:`.analysis`: videos and photos to probabilities (sampling, tracking, crops, windows);
 * :mod:`.annotate`: the annotated video;
 * :mod:`.evaluation`: UAR/WAR on benchmark annotation lists;
-* :mod:`.__main__`: the CLI.
+* :mod:`.cli`: the CLI.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Face crops: FFHQ-style alignment, a VoxCeleb-style crop, square crops, and paste-back.
+"""Face crops: FFHQ-style alignment, the VoxCeleb crop (from 68 landmarks), square crops, and paste-back.
 
 Each crop returns the affine transform from the original photo to the crop, so a
 result computed on the crop can be pasted back into the photo with a feathered mask.
@@ -93,17 +93,14 @@ def square_quad(box: tuple[float, float, float, float], scale: float, shift_y: f
     return np.array([[cx - half, cy - half], [cx - half, cy + half], [cx + half, cy + half], [cx + half, cy - half]])
 
 
-def align_vox(rgb: np.ndarray, box: tuple[float, float, float, float], size: int = 256,
-              landmarks68: np.ndarray | None = None) -> AlignedFace:
+def align_vox(rgb: np.ndarray, landmarks68: np.ndarray, size: int = 256) -> AlignedFace:
     """The VoxCeleb-style crop HyperReenact and the GAN-directions model were trained on (no rotation).
 
     The official preprocessing (``crop_using_landmarks``) crops a square twice the 68-landmark extent,
-    centred a sixth of that extent above the landmarks' centre, and resizes it bicubically. With
-    ``landmarks68`` this is reproduced exactly; from a detector box the landmark extent is estimated
-    (:func:`vox_box_from_face`).
+    centred a sixth of that extent above the landmarks' centre, and resizes it bicubically; this is
+    reproduced exactly from the 68 landmarks (:func:`backends.face.landmarks68.face_landmarks68`).
     """
-    crop_box = vox_crop_box(landmarks68) if landmarks68 is not None else vox_box_from_face(box)
-    return crop_box_resized(np.asarray(rgb), crop_box, size)
+    return crop_box_resized(np.asarray(rgb), vox_crop_box(landmarks68), size)
 
 
 def square_crop(rgb: np.ndarray, box: tuple[float, float, float, float], scale: float = 1.25,
@@ -198,24 +195,6 @@ def vox_crop_box(landmarks68: np.ndarray) -> tuple[int, int, int, int]:
     size = int(max(extent[0], extent[1]))
     center[1] -= size // 6
     return int(center[0] - size), int(center[1] - size), int(center[0] + size), int(center[1] + size)
-
-
-def landmark_box_from_face(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    """An estimate of the 68-landmark box (left, top, right, bottom) from a detector box (x, y, w, h).
-
-    The official VoxCeleb and DECA crops are built from the 68-landmark extent (brows to chin, jaw to
-    jaw). A YuNet-style box spans about the same width and reaches a little higher (forehead), so it
-    stands in for that extent, moved down by 5 % of its height.
-    """
-    x, y, w, h = (float(v) for v in box)
-    shift = 0.05 * h
-    return x, y + shift, x + w, y + h + shift
-
-
-def vox_box_from_face(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
-    """The VoxCeleb crop box estimated from a detector box when 68 landmarks are not at hand."""
-    left, top, right, bottom = landmark_box_from_face(box)
-    return vox_crop_box(np.array([[left, top], [right, bottom]]))
 
 
 def map_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""Photo → input policy → largest face → aligned crop, the first step of every face tab."""
+"""Photo → input policy → largest face (5 landmarks) → [68 landmarks] → aligned crop, the first step of every face tab.
+
+The FFHQ crop is driven by the detector's 5 landmarks; the VoxCeleb crop by 68 landmarks (2DFAN-4 on the
+detector's box, :mod:`backends.face.landmarks68`), as the official HyperReenact preprocessing does.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from PIL import Image, ImageDraw
 from ..media import ImageSource, load_image
 from .align import AlignedFace, align_ffhq, align_vox, square_quad, warp_crop
 from .detect import Face, detect_faces, several_faces_notice
+from .landmarks68 import face_landmarks68
 
 CROPS = ("ffhq", "vox")
 
@@ -23,6 +28,7 @@ class PreparedFace:
     face: Face | None  # None when the photo was taken as already aligned
     notices: list[str] = field(default_factory=list)
     faces_found: int = 1
+    landmarks68: np.ndarray | None = None  # [68, 2] photo pixels, for the VoxCeleb crop
 
     def face_notices(self, what: str) -> list[str]:
         """The notices of the face step alone, worded for ``what`` (callers that cache a face re-word them)."""
@@ -32,7 +38,7 @@ class PreparedFace:
         return [several_faces_notice(self.faces_found, what)] if self.faces_found > 1 else []
 
     def overlay(self) -> Image.Image:
-        """The photo with the face box, the 5 landmarks and the crop outline drawn on it."""
+        """The photo with the face box, the 5 (and 68) landmarks and the crop outline drawn on it."""
         canvas = self.photo.copy()
         draw = ImageDraw.Draw(canvas)
         width = max(2, round(max(canvas.size) / 300))
@@ -44,6 +50,10 @@ class PreparedFace:
             r = width * 1.5
             for px, py in self.face.landmarks:
                 draw.ellipse([px - r, py - r, px + r, py + r], fill=(255, 40, 40))
+        if self.landmarks68 is not None:
+            r = max(1.0, width * 0.75)
+            for px, py in self.landmarks68:
+                draw.ellipse([px - r, py - r, px + r, py + r], fill=(0, 200, 255))
         return canvas
 
 
@@ -69,7 +79,12 @@ def prepare_face(
     else:
         faces = detect_faces(rgb, engine=engine, what=what)
         face = faces[0]
-        aligned = align_vox(rgb, face.box, size) if crop == "vox" else align_ffhq(rgb, face.landmarks, size)
-        prepared = PreparedFace(photo, aligned, face, notices, faces_found=len(faces))
+        if crop == "vox":
+            points68 = face_landmarks68(rgb, face)
+            prepared = PreparedFace(photo, align_vox(rgb, points68, size), face, notices, faces_found=len(faces),
+                                    landmarks68=points68)
+        else:
+            prepared = PreparedFace(photo, align_ffhq(rgb, face.landmarks, size), face, notices,
+                                    faces_found=len(faces))
     prepared.notices = notices + prepared.face_notices(what)
     return prepared

@@ -27,7 +27,7 @@ Modules:
 * :mod:`.measure`: CLIP and the margin along a path;
 * :mod:`.traversal`: start codes, the cached walk, renders, edit and strip results;
 * :mod:`.training`: learning new paths from sentence pairs;
-* :mod:`.__main__`: the CLI.
+* :mod:`.cli`: the CLI.
 """
 
 from __future__ import annotations

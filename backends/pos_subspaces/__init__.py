@@ -34,7 +34,7 @@ Modules:
 * :mod:`.subspaces`: learning the subspaces, projecting a text, diagnostics;
 * :mod:`.text_to_image`: the SD-Turbo pipeline (TAESD decoder on a CPU) or its stand-in;
 * :mod:`.generate`: images with the theme removed, beside the plain ones;
-* :mod:`.__main__`: the CLI.
+* :mod:`.cli`: the CLI.
 """
 
 from __future__ import annotations

@@ -8,8 +8,12 @@ Three engines, one module each, by the same group:
 * :mod:`.gan_directions` — GAN directions (BMVC 2022): VoxCeleb 256, a learned matrix turns DECA
   pose/expression differences into a W+ shift; also single-direction sliders.
 
-The photo and video flows, paste-back, the engine selector's availability and the CLI are shared
-(:mod:`.common`); the VoxCeleb models the last two engines share load once (:mod:`.vox`).
+Modules:
+
+* :mod:`.engine`: what every engine provides, and the engine registry (status, availability);
+* :mod:`.common`: the photo and video flows, paste-back and the CLI, written once for all engines;
+* :mod:`.vox`: the VoxCeleb models (generator, e4e, DECA) the last two engines share, loaded once;
+* one module per engine, as listed above.
 
 CLI: ``python -m backends.reenactment --source S --driving D --out O [--engine E]``
 (``D`` an image or a video; ``O`` a ``.png`` or ``.mp4``).

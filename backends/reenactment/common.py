@@ -72,9 +72,11 @@ def clear_caches() -> None:
 
 def release_vox_models() -> None:
     """Drop the VoxCeleb engines' cached networks (about 2.5 GB with the hypernetwork) and their caches."""
+    from ..face import landmarks68
     from . import gan_directions, hyperreenact, vox
 
-    for cached in (vox._cached_vox, vox._cached_deca, hyperreenact._cached_networks, gan_directions._cached_model):
+    for cached in (vox._cached_vox, vox._cached_deca, hyperreenact._cached_networks, gan_directions._cached_model,
+                   landmarks68._cached_fan):
         cached.cache_clear()
     vox.clear_caches()
     gc.collect()

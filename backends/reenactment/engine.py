@@ -75,7 +75,7 @@ def weights_status(keys: tuple[str, ...]) -> tuple[bool, str]:
 
     A file is missing when it is not local and cannot be fetched (host-supplied, or downloads are off).
     The reason is the usual message for the first missing file — the one loading would raise — and
-    then every other missing file with how to get it (DECA's registration, for instance).
+    then every other missing file with how to get it (DECA's licence terms, for instance).
     """
     if standin_enabled():
         return True, ""

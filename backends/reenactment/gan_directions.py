@@ -25,6 +25,7 @@ from PIL import Image
 from .. import memory
 from ..device import gpu_task
 from ..errors import CheckpointError, InputError
+from ..face.landmarks68 import get_fan
 from ..inversion import tensor_to_pil
 from ..media import ImageSource
 from ..networks.gan_directions import (
@@ -95,6 +96,7 @@ class GanDirectionsEngine(vox.VoxCelebSides):
     def load(self) -> bool:
         get_model()
         vox.get_deca()
+        get_fan()
         return vox.get_vox_models().standin
 
     def delta_p(self, source: Side, driving: Side) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """HyperReenact (Bounareli et al., ICCV 2023) as a reenactment engine.
 
 The source is inverted by the VoxCeleb e4e and keeps its W+ codes; its appearance features come from
-ArcFace (IR-SE50 body unit 23 on the 112 warp of its VoxCeleb crop); the driving face's pose
-features from DECA's ResNet-50 on its 224 DECA crop. The hypernetwork blends both and predicts
+ArcFace (IR-SE50 body unit 23 on the 112 warp of its VoxCeleb crop, aligned by five points of its 68
+landmarks as officially); the driving face's pose features from DECA's ResNet-50 on its 224 DECA crop
+(also placed by the 68 landmarks). The hypernetwork blends both and predicts
 offsets Δ for the 13 non-toRGB convs of the VoxCeleb generator, which renders the source codes with
 weights W·(1+Δ) and the official truncation (ψ = 0.7 toward the seeded mean latent).
 See :mod:`backends.networks.hyperreenact` for the network and its checkpoint.
@@ -17,10 +18,12 @@ from PIL import Image
 
 from .. import memory
 from ..device import get_device, gpu_task
+from ..face.landmarks68 import get_fan
 from ..inversion import tensor_to_pil
 from ..networks.hyperreenact import (
     HypernetworkBlocks,
     appearance_features,
+    arcface_points,
     arcface_theta,
     arcface_warp,
     load_hypernetwork,
@@ -49,7 +52,7 @@ def appearance_of(face: vox.VoxFace) -> torch.Tensor:
     """``f_app`` of a source crop [1, 512, 7, 7], computed once per face."""
     if "f_app" not in face.cache:
         _, arcface = get_networks()
-        theta = arcface_theta(face.points5, vox.CROP_SIZE, vox.CROP_SIZE)
+        theta = arcface_theta(arcface_points(face.landmarks68), vox.CROP_SIZE, vox.CROP_SIZE)
         with torch.inference_mode():
             face.cache["f_app"] = appearance_features(arcface, arcface_warp(face.tensor.to(get_device()), theta))
     return face.cache["f_app"]
@@ -79,6 +82,7 @@ class HyperReenactEngine(vox.VoxCelebSides):
     def load(self) -> bool:
         get_networks()
         vox.get_deca()
+        get_fan()
         return vox.get_vox_models().standin
 
     def render(self, source: Side, driving: Side, psi: float) -> Rendered:

@@ -3,9 +3,12 @@
 * the 256-px VoxCeleb StyleGAN2 (channel multiplier 1, 14 W+ rows) and its truncation centre,
   ``G.mean_latent(4096, seed=0)`` (the official code draws fresh random z at every start);
 * the VoxCeleb e4e, whose raw codes feed the generator (no ``latent_avg``);
-* DECA's ``E_flame`` encoder (host-supplied weights) on the 224 DECA crop;
-* the VoxCeleb crop of a photo (:func:`backends.face.align_vox`), with the 5 landmarks and the
-  estimated 68-landmark box carried into crop coordinates for the ArcFace and DECA crops.
+* DECA's ``E_flame`` encoder on the 224 DECA crop;
+* the face pipeline's 68 landmarks (2DFAN-4 on the detector's box, :mod:`backends.face.landmarks68`):
+  the VoxCeleb crop of a photo or frame is built from them (:func:`backends.face.align_vox`), and they
+  are carried into crop coordinates for DECA's crop and HyperReenact's 5 ArcFace points. The official
+  code runs the FAN a second time on the 256 crop for those two; the crop is an axis-aligned resize, so
+  the points are mapped instead (one FAN pass per face).
 
 Source inversions are cached by pixel content, so moving a slider never re-inverts.
 """
@@ -21,11 +24,10 @@ from PIL import Image
 
 from .. import memory
 from ..device import get_device, gpu_task
-from ..face import AlignedFace, detect_largest, landmark_box_from_face, map_points, prepare_face
-from ..face.align import crop_box_resized, vox_box_from_face
+from ..face import AlignedFace, align_vox, detect_largest, face_landmarks68, map_points, prepare_face
 from ..inversion import LRUCache, content_hash, tensor_to_pil
 from ..media import ImageSource, load_image
-from ..networks.deca import DecaEncoder, DecaOutput, deca_box_matrix, deca_crop, load_deca_encoder
+from ..networks.deca import DecaEncoder, DecaOutput, deca_crop, deca_crop_matrix, load_deca_encoder
 from ..networks.e4e import E4EInverter, load_e4e_voxceleb_checkpoint, preprocess_aligned
 from ..networks.stylegan2 import Generator, load_rosinality_checkpoint
 from ..standin import standin_enabled
@@ -35,7 +37,7 @@ from .engine import Side
 CROP_SIZE = 256
 MEAN_LATENT_SAMPLES = 4096
 MEAN_LATENT_SEED = 0
-VOX_WEIGHTS = ("stylegan2_vox256", "e4e_voxceleb", "deca_model")
+VOX_WEIGHTS = ("stylegan2_vox256", "e4e_voxceleb", "deca_model", "fan68")
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,7 @@ class VoxFace:
     """A VoxCeleb crop as the engines read it, in crop coordinates."""
 
     tensor: torch.Tensor  # [1, 3, 256, 256] in [-1, 1]
-    points5: np.ndarray  # eyes, nose, mouth corners (image order), crop pixels
-    landmark_box: tuple[float, float, float, float]  # estimated 68-landmark box (l, t, r, b), crop pixels
+    landmarks68: np.ndarray  # [68, 2] float32, crop pixels (2DFAN-4's points on the photo, mapped)
     wplus: torch.Tensor | None = None  # [1, 14, 512] for a source
     cache: dict = field(default_factory=dict)  # per-face features (f_app, DECA) computed once
 
@@ -94,24 +95,19 @@ def clear_caches() -> None:
     _SOURCES.clear()
 
 
-def _face_in_crop(aligned: AlignedFace, landmarks: np.ndarray, box: tuple[float, float, float, float]
-                  ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    points = map_points(aligned.matrix, landmarks)
-    left, top, right, bottom = landmark_box_from_face(box)
-    corners = map_points(aligned.matrix, np.array([[left, top], [right, bottom]]))
-    return points, (corners[0, 0], corners[0, 1], corners[1, 0], corners[1, 1])
-
-
-def vox_face(crop: AlignedFace, landmarks: np.ndarray, box: tuple[float, float, float, float]) -> VoxFace:
-    points, lbox = _face_in_crop(crop, landmarks, box)
-    return VoxFace(preprocess_aligned(crop.image).unsqueeze(0), points.astype(np.float32), lbox)
+def vox_face(crop: AlignedFace, landmarks68: np.ndarray) -> VoxFace:
+    """The crop as the engines read it, with the photo's 68 landmarks carried into crop pixels."""
+    points = map_points(crop.matrix, landmarks68).astype(np.float32)
+    return VoxFace(preprocess_aligned(crop.image).unsqueeze(0), points)
 
 
 def prepare_photo(source: ImageSource, *, what: str, already_aligned: bool, invert: bool
                   ) -> tuple[Image.Image, AlignedFace, VoxFace, list[str]]:
-    """Photo -> input policy -> VoxCeleb crop (256) -> crop tensor, landmarks and, for a source, e4e W+.
+    """Photo -> input policy -> face -> 68 landmarks -> VoxCeleb crop (256) -> crop tensor, landmarks and,
+    for a source, e4e W+.
 
-    With ``already_aligned`` the photo's centre square is the crop and the face is found in it.
+    With ``already_aligned`` the photo's centre square is the crop and the face (and its 68 landmarks)
+    is found in it.
     Cached by pixel content (one entry per photo, options and weights).
     """
     models = get_vox_models()
@@ -127,9 +123,9 @@ def prepare_photo(source: ImageSource, *, what: str, already_aligned: bool, inve
         notices += more
         identity = AlignedFace(prepared.aligned.image, np.array([[1.0, 0, 0], [0, 1.0, 0]]), CROP_SIZE,
                                prepared.aligned.quad)
-        face_data = vox_face(identity, face.landmarks, face.box)
+        face_data = vox_face(identity, face_landmarks68(np.asarray(prepared.aligned.image), face))
     else:
-        face_data = vox_face(prepared.aligned, prepared.face.landmarks, prepared.face.box)
+        face_data = vox_face(prepared.aligned, prepared.landmarks68)
     if invert:
         face_data.wplus = encode(models, face_data.tensor)
     out = (prepared.photo, prepared.aligned, face_data, notices)
@@ -138,10 +134,13 @@ def prepare_photo(source: ImageSource, *, what: str, already_aligned: bool, inve
 
 
 def prepare_video_frame(frame: np.ndarray, landmarks: np.ndarray, box: np.ndarray) -> tuple[AlignedFace, VoxFace]:
-    """A driving video frame's VoxCeleb crop from its (smoothed) detector box and landmarks."""
-    box_t = tuple(float(v) for v in box)
-    crop = crop_box_resized(frame, vox_box_from_face(box_t), CROP_SIZE)  # type: ignore[arg-type]
-    return crop, vox_face(crop, landmarks, box_t)  # type: ignore[arg-type]
+    """A driving video frame's VoxCeleb crop from the 68 landmarks found in its (smoothed) detector box.
+
+    ``landmarks`` (the tracker's 5 points) are not used: the crops of both VoxCeleb engines come from the 68.
+    """
+    points68 = face_landmarks68(frame, tuple(float(v) for v in box))  # type: ignore[arg-type]
+    crop = align_vox(frame, points68, CROP_SIZE)
+    return crop, vox_face(crop, points68)
 
 
 @gpu_task(duration=30)
@@ -153,7 +152,7 @@ def encode(models: VoxModels, crop: torch.Tensor) -> torch.Tensor:
 def deca_of(face: VoxFace) -> tuple[DecaOutput, torch.Tensor]:
     """DECA's output on the face's 224 crop (cached on the face) and the crop itself [1, 3, 224, 224]."""
     if "deca" not in face.cache:
-        crop = deca_crop(face.tensor, deca_box_matrix(*face.landmark_box))
+        crop = deca_crop(face.tensor, deca_crop_matrix(face.landmarks68))
         with torch.inference_mode():
             out = get_deca()(crop.to(get_device()))
         face.cache["deca"] = (DecaOutput(out.params.float().cpu(), out.features.float().cpu()), crop)

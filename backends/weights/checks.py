@@ -48,6 +48,20 @@ def stylemask_1024(path: Path) -> None:
     load_mask_network(path)
 
 
+def deca_model(path: Path) -> None:
+    """``deca_model.tar``: its ``E_flame`` encoder, strictly (the other two networks are not read)."""
+    from ..networks.deca import load_deca_encoder
+
+    load_deca_encoder(path)
+
+
+def fan68(path: Path) -> None:
+    """``2DFAN4-11f355bf06.pth.tar``: the bare FAN(4) state dict, with or without ``num_batches_tracked``."""
+    from ..networks.fan68 import load_fan68_checkpoint
+
+    load_fan68_checkpoint(path, channels_last=False)
+
+
 def clip_vit_b32(path: Path) -> None:
     from ..checkpoints import load_state_dict_strict, safe_load
     from ..networks.dfer_clip import build_clip

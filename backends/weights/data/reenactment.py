@@ -5,6 +5,13 @@ from __future__ import annotations
 from ..entry import Checkpoint, Source
 from . import CHECKS, ORIGIN_DIRECTIONS, ORIGIN_HYPERREENACT, ORIGIN_STYLEMASK
 
+ORIGIN_DECA = "yfeng95/DECA fetch_data.sh (FILEID of data/deca_model.tar; a public Drive file, no login)"
+DECA_LICENCE = "DECA licence: non-commercial scientific research only (MPI-IS), see deca.is.tue.mpg.de"
+ORIGIN_FAN = (
+    "StelaBou/HyperReenact@1b66485 libs/face_models/landmarks_estimation.py, models_urls['2DFAN-4'] "
+    "(loaded with load_url; the URL of the face-alignment package, 1adrianb/face-alignment, before 1.2)"
+)
+
 ENTRIES = [
     Checkpoint(
         key="stylegan2_vox256",
@@ -57,16 +64,29 @@ ENTRIES = [
         filename="deca_model.tar",
         title="DECA face reconstruction encoder (pose and expression)",
         tabs=("reenactment",),
-        licence="DECA licence (non-commercial research use; registration required)",
-        sources=(Source(note="DECA project page, after registration"),),
-        host_supplied=True,
+        licence=DECA_LICENCE,
+        sources=(Source(gdrive_id="1rp8kdyLPvErw2dTmqtjISRVvQLj6Yzje", origin=ORIGIN_DECA),),
         standin="backends.networks.deca:standin_checkpoint_deca",
+        check=f"{CHECKS}:deca_model",
         how_to_get=(
-            "DECA's weights are licensed per user: register at https://deca.is.tue.mpg.de, accept the "
-            "licence, download deca_model.tar (only its 'E_flame' encoder is read; the file holds plain "
-            "state dicts and is loaded without unpickling code) and place it as "
-            "$FACELAB_WEIGHTS_DIR/deca_model.tar. HyperReenact and GAN directions need it."
+            "DECA's authors publish deca_model.tar on Google Drive (the link of their fetch_data.sh; no login). "
+            "Its licence allows non-commercial scientific research only (MPI-IS, see deca.is.tue.mpg.de). "
+            "Only its 'E_flame' encoder is read; the file holds plain state dicts and is loaded without "
+            "unpickling code. HyperReenact and GAN directions need it."
         ),
+    ),
+    Checkpoint(
+        key="fan68",
+        filename="2DFAN4-11f355bf06.pth.tar",
+        title="2DFAN-4 68-landmark network (FAN, 4 hourglasses), the landmarks of the VoxCeleb and DECA crops",
+        tabs=("reenactment",),
+        licence="BSD-3-Clause (1adrianb/face-alignment)",
+        sources=(
+            Source(url="https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
+                   origin=ORIGIN_FAN),
+        ),
+        standin="backends.networks.fan68:standin_checkpoint_fan68",
+        check=f"{CHECKS}:fan68",
     ),
     Checkpoint(
         key="gan_directions_vox",
