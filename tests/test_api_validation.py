@@ -243,18 +243,20 @@ def test_every_number_of_every_endpoint_refuses_hostile_values_over_raw_http(dem
     assert not any(results.iterdir()), "a refused request must not reach a handler"
 
 
+POOL = 64  # the anonymization endpoints' fake pool size: one of the listed choices on a CPU
+
 ISSUE_CASES = [  # the exact requests of the report: each was a generic error before
     ("pos_diagnose", ["a cat", "artists", "", 0.5, math.nan, "tangent"],
      "k (subspace dimension) must be a whole number from 1 to 64, got NaN."),
     ("pos_diagnose", ["a cat", "artists", "", 0.5, 2.5, "tangent"],
      "k (subspace dimension) must be a whole number from 1 to 64, got 2.5."),
-    ("anonymize", [None, 0.0, 1, 1e30, 1, "official", False],
+    ("anonymize", [None, 0.0, 1, 1e30, 1, "official", False, POOL],
      "Seed must be a whole number from 0 to 4294967295, got 1e+30."),
-    ("anonymize", [None, 0.0, 1, 2**64, 1, "official", False],
+    ("anonymize", [None, 0.0, 1, 2**64, 1, "official", False, POOL],
      "Seed must be a whole number from 0 to 4294967295, got 18446744073709551616."),
-    ("anonymize_zip", [None, 0.0, math.nan, 0, 1, "official", False],
+    ("anonymize_zip", [None, 0.0, math.nan, 0, 1, "official", False, POOL],
      "Optimisation steps must be a whole number from 1 to 200, got NaN."),
-    ("anonymize_zip", [None, 0.0, 1, 0, math.nan, "official", False],
+    ("anonymize_zip", [None, 0.0, 1, 0, math.nan, "official", False, POOL],
      "Candidates must be a whole number from 1 to 16, got NaN."),
     ("latent_path_strip", ["seed", None, 0, "attributes", "Older ↔ younger", 6.0, math.nan, 0.15, "stored", False,
                            True], "Frames must be a whole number from 2 to 15, got NaN."),
@@ -266,9 +268,9 @@ ISSUE_CASES = [  # the exact requests of the report: each was a generic error be
      "Path must be at most 200 characters, got 1,000,000."),
     ("move_directions", [None, True, False, math.nan] + [0.0] * 14,
      "Yaw (°) must be a number from -30 to 30, got NaN."),
-    ("anonymize", [None, 0.0, 1, 0, 1, "official", "false"],
+    ("anonymize", [None, 0.0, 1, 0, 1, "official", "false", POOL],
      "Already aligned (FFHQ-aligned crops: skip face detection) must be true or false, got the text 'false'."),
-    ("anonymize", [None, 0.0, 1, 0, 1, "fast", False], "Variant must be one of 'official', 'corrected'; got the "
+    ("anonymize", [None, 0.0, 1, 0, 1, "fast", False, POOL], "Variant must be one of 'official', 'corrected'; got the "
                                                        "text 'fast'."),
 ]
 
@@ -281,9 +283,9 @@ def test_the_reported_requests_get_the_fields_message(http, api_name, data, mess
 
 def test_gradio_client_gets_the_same_messages(client):
     cases = [
-        ("/anonymize", [None, 0.0, 500, 0, 1, "official", False],
+        ("/anonymize", [None, 0.0, 500, 0, 1, "official", False, POOL],
          "Optimisation steps must be a whole number from 1 to 200, got 500."),
-        ("/anonymize", [None, 0.0, 1, -1, 1, "official", False],
+        ("/anonymize", [None, 0.0, 1, -1, 1, "official", False, POOL],
          "Seed must be a whole number from 0 to 4294967295, got -1."),
         ("/pos_generate", ["a cat", "artists", "", 0.5, 4, "tangent", 1e30, False, 1, None],
          "Seed must be a whole number from 0 to 4294967295, got 1e+30."),
@@ -337,7 +339,7 @@ def test_no_message_is_generic_or_shows_a_server_path(demo, http):
 def test_uploads_must_come_through_the_upload_route(http):
     """A bare {"path": ...} would otherwise make the server open any file it can read (gradio checks a path
     only when the payload carries its "meta" marker), and a URL would be fetched for the client."""
-    options = [0.0, 1, 0, 1, "official", False]
+    options = [0.0, 1, 0, 1, "official", False, POOL]
     cases = [
         ({"path": "/etc/passwd"}, "Face photo must be a file uploaded to this server (gradio_client: handle_file); "
                                   "'passwd' is not one."),
@@ -357,8 +359,9 @@ def test_uploads_must_come_through_the_upload_route(http):
 def test_a_short_input_list_names_what_the_endpoint_takes(http):
     event, payload = call_raw(http, "anonymize_zip", [None, 0.0])
     assert (event, payload["error"]) == ("error", (
-        "This endpoint takes 7 inputs (Zip of photos (at most 20 images, 50 MB), Identity margin m, Optimisation "
-        "steps, Seed, Candidates, Variant, Already aligned (FFHQ-aligned crops: skip face detection)); got 2."))
+        "This endpoint takes 8 inputs (Zip of photos (at most 20 images, 50 MB), Identity margin m, Optimisation "
+        "steps, Seed, Candidates, Variant, Already aligned (FFHQ-aligned crops: skip face detection), Fake pool "
+        "(faces)); got 2."))
     event, payload = call_raw(http, "models", [])
     assert event == "complete" and len(payload[0]["data"]) > 10  # no inputs, none needed
 
