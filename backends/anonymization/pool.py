@@ -32,9 +32,10 @@ from .optimisation import OFFICIAL, ProgressFn, Variant
 log = logging.getLogger("facelab.falco")
 
 POOL_PSI = 0.7
-# CPU: 10 fakes build in under a minute on two cores even when they are busy (bench/bench_falco.py:
-# 5.5 s per fake with other jobs on the machine, the issue saw 3.5-5 s); the nearest neighbour only seeds
-# layers 3-7, which the optimisation then moves.
+# CPU: 10 fakes build in under a minute on two cores (bench/bench_falco.py: 5.5 s per fake with other jobs
+# at load 5, so 55 s; the issue saw 3.5-5 s; 17 s at load 10+, when nothing fits a minute). The build runs in
+# the background from the tab's opening, and the nearest neighbour only seeds layers 3-7, which the
+# optimisation then moves.
 POOL_SIZE = {"cpu": 10, "cuda": 4096}  # FACELAB_FALCO_POOL_SIZE overrides
 PAPER_POOL_SIZE = 60_000  # FALCO's README: create_fake_dataset.py --num-samples=60000
 POOL_CHOICES = {"cpu": (10, 64, 256, PAPER_POOL_SIZE), "cuda": (1024, 4096, PAPER_POOL_SIZE)}
