@@ -11,7 +11,7 @@ from backends.device import get_device
 from backends.results import results_dir, seal
 
 from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
-from .jobs import request_job, stop_session_jobs
+from .job_control import request_job, stop_session_jobs
 
 ABOUT = """
 ### Anonymization · FALCO
@@ -64,7 +64,7 @@ def _about() -> str:
 def pool_status_text(chosen_pool: float | None = None, steps: float | None = None) -> str:
     """The pool's state and what the chosen pool and steps cost at the rates measured on this server."""
     from backends import anonymization as falco
-    from backends.jobs import format_seconds
+    from backends.job_control import format_seconds
 
     device = get_device()
     status = falco.pool_status()

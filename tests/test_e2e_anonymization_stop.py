@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from backends import jobs
+from backends import job_control as jobs
 from tests.app_server import running_app
 
 RENDER_SECONDS = 0.3

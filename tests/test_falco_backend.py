@@ -200,7 +200,7 @@ def test_pool_plan_per_device(monkeypatch) -> None:
 
 def test_pool_build_measures_its_rate_and_is_cancelled_between_fakes(tiny, tmp_path, monkeypatch) -> None:
     from backends.anonymization import pool as pool_mod
-    from backends.jobs import CancelToken, JobCancelled
+    from backends.job_control import CancelToken, JobCancelled
 
     fake_time = [0.0]
     synthesis = tiny.generator.synthesis
@@ -232,7 +232,7 @@ def test_pool_build_measures_its_rate_and_is_cancelled_between_fakes(tiny, tmp_p
 
 
 def test_a_stopped_pool_resumes(tiny, tmp_path) -> None:
-    from backends.jobs import CancelToken, JobCancelled
+    from backends.job_control import CancelToken, JobCancelled
 
     token = CancelToken()
     built: list[float] = []
@@ -254,7 +254,7 @@ def test_a_request_waits_for_the_background_build_and_can_be_stopped_meanwhile(t
     import threading
 
     from backends.anonymization import pool as pool_mod
-    from backends.jobs import CancelToken, JobCancelled
+    from backends.job_control import CancelToken, JobCancelled
 
     token, said = CancelToken(), []
     pool_mod._POOL_LOCK.acquire()  # the background build holds the pool
@@ -304,7 +304,7 @@ def test_background_build_runs_once_with_weights_on_disk(tiny, tmp_path, monkeyp
 
 def test_step_progress_says_the_measured_time_left_and_checks_the_token() -> None:
     from backends.anonymization import photo
-    from backends.jobs import CancelToken, JobCancelled
+    from backends.job_control import CancelToken, JobCancelled
 
     now = [0.0]
     token, said = CancelToken(), []

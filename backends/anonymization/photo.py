@@ -15,7 +15,7 @@ from ..device import gpu_task
 from ..errors import InputError
 from ..face import paste_back
 from ..inversion import Inversion, invert_photo
-from ..jobs import CancelToken, Eta, check, running, wait_for_stopped_jobs
+from ..job_control import CancelToken, Eta, check, running, wait_for_stopped_jobs
 from ..networks import farl as farl_net
 from .models import FalcoModels, get_models
 from .optimisation import STEPS, FalcoLoss, LatentCode, ProgressFn, StepRecord, Variant, get_variant, optimise
@@ -183,7 +183,7 @@ def anonymize_photo(source: Any, *, margin: float = 0.0, steps: int = STEPS, see
     unrelated identity). ``candidates`` > 1 starts from one of that many nearest
     fakes, chosen by ``seed`` (1 = the paper's nearest neighbour; the result is
     then the same for every seed). ``cancel`` is checked between pool fakes and
-    between steps (:class:`~backends.jobs.JobCancelled`). Raises
+    between steps (:class:`~backends.job_control.JobCancelled`). Raises
     :class:`~backends.errors.NoFaceError` when there is no face.
     """
     _check_options(margin, steps, seed, candidates)

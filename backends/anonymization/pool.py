@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..device import get_device, gpu_task
-from ..jobs import CancelToken, Eta, check, format_seconds
+from ..job_control import CancelToken, Eta, check, format_seconds
 from ..networks import farl as farl_net
 from ..networks.stylegan2 import Generator
 from ..weights import cache_dir

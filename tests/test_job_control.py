@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from backends import jobs
+from backends import job_control as jobs
 
 
 class Clock:

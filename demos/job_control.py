@@ -3,7 +3,7 @@ cancellation, or when the visitor's page closes.
 
 gradio's ``cancels=[...]`` ends the request's asyncio task and frees its queue slot, but the worker
 thread that runs the backend cannot be interrupted: it would keep the CPU (and the model) busy for
-the rest of the job. The backends therefore check a :class:`~backends.jobs.CancelToken` between
+the rest of the job. The backends therefore check a :class:`~backends.job_control.CancelToken` between
 steps; this module hands each request one and sets it from the UI's side.
 
 A closed page needs no ``demo.unload`` (which would open a heartbeat stream on every page): the
@@ -21,7 +21,7 @@ from typing import Any
 
 import gradio as gr
 
-from backends.jobs import CancelToken
+from backends.job_control import CancelToken
 
 _SESSIONS: dict[str, set[CancelToken]] = {}
 _LOCK = threading.Lock()
