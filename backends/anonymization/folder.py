@@ -155,6 +155,16 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def folder_items(in_dir: Path) -> list[Item]:
+    """One work item per image under ``in_dir``: key = relative path, payload = (path, output name)."""
+    images = list_images(in_dir)
+    if not images:
+        raise InputError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) were found in {in_dir}.")
+    names = [str(p.relative_to(in_dir)) for p in images]
+    targets = output_names(names)
+    return [Item(name, (str(path), str(targets[name]))) for name, path in zip(names, images, strict=True)]
+
+
 def anonymize_folder(in_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn | None = None,
                      run: RunOptions | None = None, on_progress: Callable[[Progress, str], None] | None = None,
                      **options: Any) -> FolderReport:
@@ -171,12 +181,8 @@ def anonymize_folder(in_dir: str | Path, out_dir: str | Path, *, progress: Progr
         raise InputError(f"The input folder {in_dir} does not exist.")
     if out_dir == in_dir or in_dir in out_dir.parents:
         raise InputError("The output folder must not be inside the input folder (the input is never modified).")
-    images = list_images(in_dir)
-    if not images:
-        raise InputError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) were found in {in_dir}.")
-    names = [str(p.relative_to(in_dir)) for p in images]
-    targets = output_names(names)
-    items = [Item(name, (str(path), str(targets[name]))) for name, path in zip(names, images, strict=True)]
+    items = folder_items(in_dir)
+    names = [item.key for item in items]
     run = run or RunOptions()
     job = FalcoFolderJob(options, preload=run.ray is not None)
     position = {name: i for i, name in enumerate(names)}

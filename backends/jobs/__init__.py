@@ -16,4 +16,4 @@ from __future__ import annotations
 
 from .job import Fatal, FolderJob, Item, Outcome, WorkerState, worker_name  # noqa: F401 - re-exported
 from .manifest import MANIFEST_NAME, Manifest, write_atomic  # noqa: F401 - re-exported
-from .runner import MAX_RETRIES, JobReport, Progress, RunOptions, run_job  # noqa: F401 - re-exported
+from .runner import MAX_RETRIES, JobReport, Progress, ProgressFn, RunOptions, run_job  # noqa: F401 - re-exported

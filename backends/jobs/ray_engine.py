@@ -5,12 +5,13 @@ actor pools restart a dead actor and retry its tasks without limit by default (`
 ``max_task_retries=-1``), so one file that kills its worker (a decoder crash, an out-of-memory
 image) is retried forever; with retries off, one death fails the whole dataset, and
 ``max_errored_blocks`` drops blocks without saying which items they held. A folder job needs each
-item's attempts counted and reported, so the driver does the bookkeeping: each actor has at most
-two items in flight (one running, one queued so it never waits for the driver); when an actor dies
-the item it was running is charged one attempt and requeued (or recorded as failed after
-``max_retries`` more tries), the queued one is requeued free, and a fresh actor takes the dead
-one's place. Actor tasks run in submission order, so the oldest unfinished item of a dead actor is
-the one it was running.
+item's attempts counted and reported, so the driver does the bookkeeping: each actor holds one
+item at a time; when an actor dies, that item is charged one attempt and requeued (or recorded as
+failed after ``max_retries`` more tries), and a fresh actor takes the dead one's place. One item
+per actor costs a round trip between items (about a millisecond; ``bench/bench_runner.py``
+measures it) but leaves no doubt about which item a death belongs to: with a second item queued
+on the actor, a finished item whose reply had not left the process when the next one killed it
+would be charged for the next one's crash.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ..errors import FaceLabError
 from .job import Fatal, FolderJob, Item, Outcome, WorkerState
 from .runner import Recorder, RunOptions
 
-IN_FLIGHT = 2  # per actor: the running item and the next one
+IN_FLIGHT = 1  # items per actor at a time (see the module docstring)
 WORKER_LOST = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError, ObjectLostError,
                OwnerDiedError)
 STATUS_WORKER_LOST = "worker_lost"
