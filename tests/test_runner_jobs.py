@@ -7,6 +7,7 @@ equivalence of FALCO and DFER by tests/test_runner.py).
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -133,3 +134,36 @@ def test_evaluate_cli_with_an_output_folder_is_resumable_and_gives_the_same_numb
     assert uar in again.out and "| local | 8 | 7 | 1 | 8 | 0 |" in again.err
     assert expr.main([*base, "--ray", "local"]) == 2
     assert "--ray needs --out" in capsys.readouterr().err
+
+
+def test_asking_for_ray_without_ray_installed_says_how_to_get_it(tmp_path, monkeypatch) -> None:
+    from backends.errors import FaceLabError
+    from backends.jobs import RunOptions, run_job, runner
+
+    monkeypatch.setattr(runner, "find_spec", lambda name: None)
+    with pytest.raises(FaceLabError) as err:
+        run_job(EvaluationJob(None, "dfew", tmp_path), [], tmp_path / "out", RunOptions(ray="local"))
+    assert str(err.value) == "Running on Ray needs the ray package: pip install -r requirements-scale.txt"
+
+
+def test_the_tabs_zip_bundle_keeps_no_manifest_but_the_cli_does(tmp_path, monkeypatch) -> None:
+    import zipfile
+
+    from backends import anonymization as falco
+
+    def fake_photo(path, **options):
+        image = Image.open(path).convert("RGB")
+        return SimpleNamespace(pasted=image, anonymized=image, cos_final=0.5, attr_similarity=0.5, standin=True)
+
+    monkeypatch.setattr(falco.folder, "anonymize_photo", fake_photo)
+    archive = tmp_path / "photos.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+        zf.writestr("a.png", buffer.getvalue())
+    bundle, report = falco.anonymize_zip(archive, tmp_path / "work")
+    with zipfile.ZipFile(bundle) as zf:
+        assert sorted(zf.namelist()) == ["000_a.png", "000_a_face.png", "report.csv"]
+    assert falco.main([str(tmp_path / "work" / "in"), str(tmp_path / "cli")]) == 0
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == \
+        ["000_a.png", "000_a_face.png", MANIFEST_NAME, "report.csv"]

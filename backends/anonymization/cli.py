@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         report = anonymize_folder(
-            args.in_dir, args.out_dir, progress=progress if run.ray is None else None, run=run,
+            args.in_dir, args.out_dir, progress=progress if run.ray is None else None, run=run, manifest=True,
             on_progress=jobs_cli.print_progress if run.ray is not None else None,
             margin=args.margin, steps=args.steps, seed=args.seed, candidates=args.candidates,
             variant=args.variant, already_aligned=args.aligned, pool_size=args.pool_size,

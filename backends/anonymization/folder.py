@@ -167,14 +167,16 @@ def folder_items(in_dir: Path) -> list[Item]:
 
 def anonymize_folder(in_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn | None = None,
                      run: RunOptions | None = None, on_progress: Callable[[Progress, str], None] | None = None,
-                     **options: Any) -> FolderReport:
+                     manifest: bool | None = None, **options: Any) -> FolderReport:
     """Anonymise every image under ``in_dir`` into ``out_dir`` (same relative paths, ``.png``).
 
-    Resumable: ``out_dir/manifest.jsonl`` records every finished photo, and a rerun skips those
-    still listed in ``report.csv`` whose outputs exist. Faces that fail (no face, unreadable
-    file) are listed in the report with their reason; every success with its identity cosine.
-    Nothing in ``in_dir`` is written. ``run`` chooses where it runs (this process by default,
-    or a Ray cluster: :class:`backends.jobs.RunOptions`); the results are the same.
+    Resumable: a rerun skips the photos listed in ``report.csv``. With ``manifest`` (the CLI's
+    choice, and always on Ray; default: only on Ray) ``out_dir/manifest.jsonl`` also records every
+    finished photo, its outputs and the options, so a rerun redoes photos whose outputs are gone and
+    refuses other options (see :mod:`backends.jobs.manifest`). Faces that fail (no face,
+    unreadable file) are listed in the report with their reason; every success with its identity
+    cosine. Nothing in ``in_dir`` is written. ``run`` chooses where it runs (this process by
+    default, or a Ray cluster: :class:`backends.jobs.RunOptions`); the results are the same.
     """
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
     if not in_dir.is_dir():
@@ -197,7 +199,8 @@ def anonymize_folder(in_dir: str | Path, out_dir: str | Path, *, progress: Progr
         if on_progress is not None:
             on_progress(state, key)
 
-    report = run_job(job, items, out_dir, run, on_progress=job_progress, item_progress=item_progress)
+    report = run_job(job, items, out_dir, run, on_progress=job_progress, item_progress=item_progress,
+                     keep_manifest=bool(manifest))
     standin = any(entry.get("extra", {}).get("standin") for entry in report.entries)
     return FolderReport(report.rows, report.processed, report.skipped, report.report_path, standin, report)
 

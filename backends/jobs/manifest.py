@@ -64,9 +64,10 @@ def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
 class Manifest:
     """What the output folder already holds for one job (see the module docstring)."""
 
-    def __init__(self, out_dir: Path, job: FolderJob):
+    def __init__(self, out_dir: Path, job: FolderJob, persist: bool = True):
         self.out_dir = out_dir
         self.job = job
+        self.persist = persist  # False: the CSV report is the only record (no manifest file, no options check)
         self.path = out_dir / MANIFEST_NAME
         self.report_path = out_dir / job.report_name
         self.entries: dict[str, dict[str, Any]] = {}
@@ -76,11 +77,13 @@ class Manifest:
 
     def _load(self) -> None:
         options = _jsonable(self.job.options)
-        if not self.path.is_file():
-            # A folder from before the manifest existed: its CSV rows count as finished items.
+        if not self.persist or not self.path.is_file():
+            # No manifest (a folder from before it existed, or a run that keeps none): the CSV rows count
+            # as finished items.
             for key, row in read_csv_rows(self.report_path, self.job.key_field).items():
                 self.entries[key] = {"key": key, "status": row.get("status", "ok"), "row": row, "outputs": []}
-            self._write_header(options)
+            if self.persist:
+                self._write_header(options)
             return
         lines = self.path.read_text().splitlines()
         header = _parse(lines[0]) if lines else None
@@ -134,7 +137,8 @@ class Manifest:
                  "worker": outcome.worker, "attempts": attempts, "seconds": round(outcome.seconds, 3),
                  "extra": _jsonable(outcome.extra)}
         self.entries[key] = entry
-        self._append(entry)
+        if self.persist:
+            self._append(entry)
 
     def _append(self, entry: dict[str, Any]) -> None:
         with self.path.open("ab+") as fh:

@@ -71,10 +71,11 @@ def connect(address: str) -> bool:
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    if address == "local":
-        ray.init(address="local", **kwargs)
-    else:
+    try:
         ray.init(address=address, **kwargs)
+    except ConnectionError as exc:
+        raise FaceLabError(f"No Ray cluster answered at '{address}' ({exc}). Start one with 'ray start --head', "
+                           "or use --ray local to start Ray on this machine only.") from exc
     return True
 
 
@@ -94,6 +95,8 @@ def actor_options(job: FolderJob, options: RunOptions) -> tuple[int, dict[str, A
 
 def run_on_ray(job: FolderJob, todo: Sequence[Item], record: Recorder, options: RunOptions) -> str:
     """Run ``todo`` on Ray actors, recording each result through ``record``; the engine's description."""
+    if not todo:  # everything was finished by earlier runs: no cluster needed
+        return f"ray {options.ray}, nothing to run"
     started_here = connect(options.ray or "auto")
     workers, resources, threads = actor_options(job, options)
     remote = ray.remote(_Worker).options(max_restarts=0, max_concurrency=1, **resources)

@@ -12,10 +12,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import FaceLabError, InputError
 from .job import FolderJob, Item, ItemProgress, Outcome, WorkerState
 from .manifest import Manifest
 
@@ -127,7 +128,7 @@ class Recorder:
         if outcome.worker:
             self.per_worker[outcome.worker] += 1
         now = time.perf_counter()
-        if now - self._last_report >= REPORT_INTERVAL_S:
+        if now - self._last_report >= REPORT_INTERVAL_S or not self.manifest.persist:
             self.manifest.write_report(self.keys)
             self._last_report = now
         if self.on_progress is not None:
@@ -136,12 +137,14 @@ class Recorder:
 
 def run_job(job: FolderJob, items: Sequence[Item], out_dir: str | Path, options: RunOptions | None = None, *,
             on_progress: ProgressFn | None = None, item_progress: Callable[[str, float, str], None] | None = None,
-            state: Any = None) -> JobReport:
+            state: Any = None, keep_manifest: bool = True) -> JobReport:
     """Run ``job`` over ``items`` into ``out_dir`` and return the merged report.
 
     ``on_progress`` is called in the driver after every item; ``item_progress`` (local runs only)
     receives (key, fraction, description) from inside an item. ``state`` reuses models already
-    loaded in this process for a local run (``job.setup()`` is called otherwise).
+    loaded in this process for a local run (``job.setup()`` is called otherwise). ``keep_manifest``
+    False keeps no ``manifest.jsonl`` (the CSV report, rewritten after every item, is then the
+    only record, as for the Anonymization tab's zips, whose bundle holds the output folder).
     """
     options = options or RunOptions()
     keys = [item.key for item in items]
@@ -150,7 +153,7 @@ def run_job(job: FolderJob, items: Sequence[Item], out_dir: str | Path, options:
         raise InputError(f"The work list names '{dup}' twice.")
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(out_dir, job)
+    manifest = Manifest(out_dir, job, persist=keep_manifest or options.ray is not None)
     manifest.remove_stale_temporaries()
     report_keys = manifest.report_keys()
     todo = [item for item in items if not manifest.finished(item.key, options.retry_failed, report_keys)]
@@ -161,6 +164,8 @@ def run_job(job: FolderJob, items: Sequence[Item], out_dir: str | Path, options:
         if options.ray is None:
             _run_local(job, todo, record, item_progress, state)
         else:
+            if find_spec("ray") is None:
+                raise FaceLabError("Running on Ray needs the ray package: pip install -r requirements-scale.txt")
             from .ray_engine import run_on_ray  # Ray is imported only when asked for
 
             engine = run_on_ray(job, todo, record, options)
