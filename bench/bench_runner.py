@@ -94,6 +94,20 @@ def falco_job(root: Path, items: int):
     return lambda preload=False: FalcoFolderJob(options, preload=preload), folder_items(photos)
 
 
+def release_models() -> None:
+    import gc
+
+    from backends import inversion
+    from backends.allocator import release_free_memory
+    from backends.anonymization import models
+
+    models.clear_caches()
+    inversion.clear_caches()
+    inversion._cached_models.cache_clear()
+    gc.collect()
+    release_free_memory()
+
+
 def run_once(make_job, items, out: Path, options: RunOptions) -> tuple[float, float]:
     clock = Clock()
     job = make_job(preload=options.ray is not None)
@@ -127,6 +141,8 @@ def main() -> None:
         for k, (label, options) in enumerate(engines):
             whole, steady = run_once(make_job, items, root / f"out{k}", options)
             rows.append((f"{args.job}: {label}", f"{whole:.1f} items/min (steady {steady:.1f})"))
+            print(f"{rows[-1][0]}: {rows[-1][1]}", file=sys.stderr, flush=True)
+            release_models()  # the local run's networks would otherwise stay in this process beside the actors
         noop = [Item(f"n{k:05d}") for k in range(args.noop_items)]
         walls = {}
         for label, options in (("local", RunOptions()), ("ray", RunOptions(ray="auto", workers=1))):

@@ -101,6 +101,7 @@ def test_local_run_reports_failures_and_resumes_only_what_is_missing(tmp_path) -
     assert list(rows) == ["a", "b", "c", "d", "e", "f", "bad"]  # item order, whatever the finishing order
     assert rows["bad"]["status"] == "failed" and rows["bad"]["message"] == "bad.in holds no number."
     assert rows["f"]["square"] == "36" and (out / "f.txt").read_text() == "36"
+    assert all(float(row["seconds"]) >= 0 for row in rows.values())  # every row, ok or failed, is timed
     assert "ray" not in sys.modules or report.engine == "local"
 
     # Nothing left: a rerun runs nothing. Then a deleted output and a deleted report row are redone.
@@ -459,4 +460,5 @@ def test_dfer_evaluate_on_ray_gives_the_local_uar_and_war(ray_local, tmp_path) -
     with (tmp_path / "out" / "predictions.csv").open() as fh:
         rows = {r["video_dir"]: r for r in csv.DictReader(fh)}
     assert rows["gone"]["status"] == "failed" and rows["gone"]["message"].startswith("No frames found in ")
+    assert (rows["gone"]["label"], rows["gone"]["prediction"]) == ("3", "")
     assert rows["clip03"]["label"] == "1" and rows["clip03"]["prediction"] == "4"

@@ -167,6 +167,11 @@ class EvaluationJob(FolderJob):
             enable_standin(True)
         return _model_predictor(_load_model_for_evaluation(self.checkpoint, self.dataset))
 
+    def failure_row(self, item: Item, status: str, message: str, seconds: float = 0.0) -> dict[str, str]:
+        row = super().failure_row(item, status, message, seconds)
+        row["label"] = str(item.payload.label + 1)
+        return row
+
     def run(self, state: Predictor, item: Item, progress: Any = None) -> Outcome:
         record: AnnotationRecord = item.payload
         scores = predict_record(record, self.frames_root, state)

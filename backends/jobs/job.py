@@ -87,8 +87,9 @@ class FolderJob:
         row[self.key_field] = key
         return row
 
-    def failure_row(self, key: str, status: str, message: str, seconds: float = 0.0) -> dict[str, str]:
-        row = self.blank_row(key)
+    def failure_row(self, item: Item, status: str, message: str, seconds: float = 0.0) -> dict[str, str]:
+        """The CSV row of an item that failed (``status`` says how, ``message`` why)."""
+        row = self.blank_row(item.key)
         row.update(status=status, message=message)
         if "seconds" in row:
             row["seconds"] = f"{seconds:.1f}"
@@ -117,12 +118,15 @@ class WorkerState:
             if not self.ready:
                 self.state = self.job.setup()
                 self.ready = True
+                start = time.perf_counter()  # an item's seconds leave out loading the models
             outcome = self.job.run(self.state, item, progress)
         except InputError as exc:  # this item's problem (bad file, no face): one failed row, the job goes on
-            outcome = Outcome(self.job.failure_row(item.key, self.job.failure_status(exc), str(exc),
+            outcome = Outcome(self.job.failure_row(item, self.job.failure_status(exc), str(exc),
                                                    time.perf_counter() - start))
         except FaceLabError as exc:  # missing weights and the like: every item would fail the same way
             return Fatal(exc)
         outcome.worker = self.name
         outcome.seconds = time.perf_counter() - start
+        if "seconds" in self.job.fields and not outcome.row.get("seconds"):
+            outcome.row["seconds"] = f"{outcome.seconds:.1f}"
         return outcome

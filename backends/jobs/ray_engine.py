@@ -168,7 +168,7 @@ def _requeue(slot: _Slot, exc: BaseException, queue: deque[Item], owner: dict[An
         if attempts[item.key] > max_retries:
             message = (f"The worker running this item died {attempts[item.key]} times "
                        f"(last: {type(exc).__name__}); not retried again.")
-            record(item, Outcome(record.manifest.job.failure_row(item.key, STATUS_WORKER_LOST, message)),
+            record(item, Outcome(record.manifest.job.failure_row(item, STATUS_WORKER_LOST, message)),
                    attempts[item.key])
         else:
             record.progress.retried += 1
