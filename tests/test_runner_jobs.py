@@ -73,7 +73,7 @@ def test_pairs_job_writes_each_result_reports_failures_and_resumes(tmp_path, mon
     listing = tmp_path / "pairs.csv"
     listing.write_text("me.jpg,smile.mp4\nme.jpg,noface.mp4\nyou.jpg,pose.png\n")
     out = tmp_path / "out"
-    assert reenact_common.main(["--pairs", str(listing), "--out", str(out), "--stand-in-weights"]) == 0
+    assert pairs_mod.main(["--pairs", str(listing), "--out", str(out), "--stand-in-weights"]) == 0
     captured = capsys.readouterr()
     assert "2 reenacted, 1 failed, 0 already done" in captured.out
     assert "| local | 3 | 2 | 1 | 0 | 3 |" in captured.err
@@ -87,15 +87,18 @@ def test_pairs_job_writes_each_result_reports_failures_and_resumes(tmp_path, mon
     assert rows[1]["message"] == "No face was found in any frame of the driving video."
     calls.clear()
     (out / "you__pose.png").unlink()
-    assert reenact_common.main(["--pairs", str(listing), "--out", str(out), "--stand-in-weights"]) == 0
+    assert pairs_mod.main(["--pairs", str(listing), "--out", str(out), "--stand-in-weights"]) == 0
     assert calls == ["pose.png"]
 
 
-def test_reenactment_cli_still_needs_source_and_driving_without_a_list(tmp_path, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        reenact_common.main(["--out", str(tmp_path / "x.png")])
-    assert exc.value.code == 2
-    assert "--source and --driving are required (or --pairs LIST.csv)" in capsys.readouterr().err
+def test_module_cli_routes_pairs_to_the_list_mode(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "backends.reenactment", "--pairs", str(tmp_path / "none.csv"),
+                           "--out", str(tmp_path / "out")], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and f"error: The pairs list {tmp_path / 'none.csv'} does not exist." in done.stderr
 
 
 def _colour_predictor(clip: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,9 @@ process (the default; Ray is never imported) or on Ray actors that each load the
 skip finished items, and a worker that dies has its item retried elsewhere, a bounded number of times.
 
 Modules: :mod:`.job` (items, outcomes, the job base class, one worker's setup-once state),
-:mod:`.manifest` (the manifest, atomic writes, the CSV report), :mod:`.runner` (the driver: resume,
-progress, final table, the local engine), :mod:`.ray_engine` (actors, retries; imports Ray) and
+:mod:`.manifest` (the manifest, atomic writes, the CSV report), :mod:`.recorder` (run options,
+progress counts, the driver's handling of each result), :mod:`.runner` (the driver: resume, final
+table, the local engine), :mod:`.ray_engine` (actors, retries; imports Ray) and
 :mod:`.cli` (the ``--ray/--workers`` options every job CLI shares).
 """
 
@@ -16,4 +17,5 @@ from __future__ import annotations
 
 from .job import Fatal, FolderJob, Item, Outcome, WorkerState, worker_name  # noqa: F401 - re-exported
 from .manifest import MANIFEST_NAME, Manifest, write_atomic  # noqa: F401 - re-exported
-from .runner import MAX_RETRIES, JobReport, Progress, ProgressFn, RunOptions, run_job  # noqa: F401 - re-exported
+from .recorder import MAX_RETRIES, Progress, ProgressFn, RunOptions  # noqa: F401 - re-exported
+from .runner import JobReport, run_job  # noqa: F401 - re-exported

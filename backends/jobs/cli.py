@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .runner import MAX_RETRIES, Progress, RunOptions
+from .recorder import MAX_RETRIES, Progress, RunOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

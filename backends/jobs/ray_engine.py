@@ -35,7 +35,7 @@ from ray.exceptions import (
 
 from ..errors import FaceLabError
 from .job import Fatal, FolderJob, Item, Outcome, WorkerState
-from .runner import Recorder, RunOptions
+from .recorder import Recorder, RunOptions
 
 IN_FLIGHT = 1  # items per actor at a time (see the module docstring)
 WORKER_LOST = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError, ObjectLostError,

@@ -373,11 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m backends.reenactment",
         description="Reenact a source face with the pose and expression of a driving photo or video.",
     )
-    parser.add_argument("--source", help="photo whose identity is kept")
-    parser.add_argument("--driving", help="driving photo or video (mp4/webm/mov)")
-    parser.add_argument("--out", required=True, help="output .png (photo) or .mp4 (video); a folder with --pairs")
-    parser.add_argument("--pairs", default=None, metavar="LIST.csv",
-                        help="reenact every 'source,driving' row of a CSV list into the --out folder (resumable)")
+    parser.add_argument("--source", required=True, help="photo whose identity is kept")
+    parser.add_argument("--driving", required=True, help="driving photo or video (mp4/webm/mov)")
+    parser.add_argument("--out", required=True, help="output .png (photo) or .mp4 (video)")
     parser.add_argument("--no-truncation", action="store_true", help="skip the psi 0.7 truncation (higher fidelity)")
     parser.add_argument("--paste-back", action="store_true", help="blend the result back into the source photo")
     parser.add_argument(
@@ -386,20 +384,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="deterministic random weights instead of checkpoints (outputs are not results)",
     )
     parser.add_argument("--engine", default="stylemask", choices=ENGINES)
-    from ..jobs import cli as jobs_cli
-
-    jobs_cli.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.stand_in_weights:
         from ..standin import enable_standin
 
         enable_standin(True)
-    if args.pairs is not None:
-        from .pairs import main_pairs
-
-        return main_pairs(args, jobs_cli.run_options(args))
-    if args.source is None or args.driving is None:
-        parser.error("--source and --driving are required (or --pairs LIST.csv)")
     out = Path(args.out)
     opts = dict(truncate=not args.no_truncation, paste_back=args.paste_back, engine=args.engine)
     try:

@@ -5,18 +5,25 @@ optional; ``#`` lines are skipped; relative paths are relative to the list's fol
 through the tab's own flow (:func:`.common.reenact_video`, or :func:`.common.reenact_images` for a
 driving photo); the results land in the output folder as ``<source>__<driving>.mp4`` (plus
 ``_side_by_side.mp4``) or ``.png``, with ``report.csv`` and the manifest (:mod:`backends.jobs`).
+
+CLI: ``python -m backends.reenactment --pairs LIST.csv --out FOLDER [--ray auto]`` (``__main__`` routes
+``--pairs`` here; :func:`.common.main` keeps the one-pair command).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
+import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, NoFaceError
+from ..errors import FaceLabError, InputError, NoFaceError
 from ..jobs import FolderJob, Item, JobReport, Outcome, ProgressFn, RunOptions, run_job
+from ..jobs import cli as jobs_cli
 from ..standin import enable_standin, standin_enabled
 from . import common
 
@@ -112,15 +119,26 @@ def reenact_pairs(pairs_list: str | Path, out_dir: str | Path, run: RunOptions |
     return run_job(job, pair_items(read_pairs(pairs_list)), out_dir, run, on_progress=on_progress)
 
 
-def main_pairs(args: Any, run: RunOptions) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m backends.reenactment --pairs LIST.csv --out FOLDER``: the CLI's list mode."""
-    import sys
-
-    from ..errors import FaceLabError
-    from ..jobs.cli import print_progress
-
+    parser = argparse.ArgumentParser(
+        prog="python -m backends.reenactment --pairs",
+        description="Reenact every 'source,driving' row of a CSV list into a folder (resumable; report.csv).",
+    )
+    parser.add_argument("--pairs", required=True, metavar="LIST.csv", help="rows 'source,driving' (paths)")
+    parser.add_argument("--out", required=True, help="output folder (results, report.csv, manifest.jsonl)")
+    parser.add_argument("--engine", default="stylemask", choices=common.ENGINES)
+    parser.add_argument("--no-truncation", action="store_true", help="skip the psi 0.7 truncation (higher fidelity)")
+    parser.add_argument("--paste-back", action="store_true", help="blend each result back into its source photo")
+    parser.add_argument("--stand-in-weights", action="store_true",
+                        help="deterministic random weights instead of checkpoints (outputs are not results)")
+    jobs_cli.add_arguments(parser)
+    args = parser.parse_args(argv)
+    run = jobs_cli.run_options(args)
+    if args.stand_in_weights:
+        enable_standin(True)
     try:
-        report = reenact_pairs(args.pairs, args.out, run, on_progress=print_progress, engine=args.engine,
+        report = reenact_pairs(args.pairs, args.out, run, on_progress=jobs_cli.print_progress, engine=args.engine,
                                truncate=not args.no_truncation, paste_back=args.paste_back)
     except FaceLabError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
