@@ -27,7 +27,9 @@ import ray
 from ray.exceptions import (
     ActorDiedError,
     ActorUnavailableError,
+    NodeDiedError,
     ObjectLostError,
+    OutOfMemoryError,
     OwnerDiedError,
     RayActorError,
     WorkerCrashedError,
@@ -38,8 +40,10 @@ from .job import Fatal, FolderJob, Item, Outcome, WorkerState
 from .recorder import Recorder, RunOptions
 
 IN_FLIGHT = 1  # items per actor at a time (see the module docstring)
+# What ray.get raises when the worker holding an item went away: killed, crashed, out of memory (Ray's
+# memory monitor kills a worker when its node runs short), or its node lost.
 WORKER_LOST = (RayActorError, ActorDiedError, ActorUnavailableError, WorkerCrashedError, ObjectLostError,
-               OwnerDiedError)
+               OwnerDiedError, OutOfMemoryError, NodeDiedError)
 STATUS_WORKER_LOST = "worker_lost"
 
 
@@ -124,6 +128,7 @@ def run_on_ray(job: FolderJob, todo: Sequence[Item], record: Recorder, options: 
                     if replacements_left <= 0:
                         raise FaceLabError(f"Ray workers keep dying ({type(exc).__name__}); stopping.") from exc
                     replacements_left -= 1
+                    ray.kill(slot.actor, no_restart=True)  # make sure it is gone (an unavailable one may linger)
                     slots[slots.index(slot)] = _Slot(remote.remote(job, threads))
                     _requeue(slot, exc, queue, owner, attempts, record, options.max_retries)
                     continue
