@@ -91,14 +91,19 @@ def test_pairs_job_writes_each_result_reports_failures_and_resumes(tmp_path, mon
     assert calls == ["pose.png"]
 
 
-def test_module_cli_routes_pairs_to_the_list_mode(tmp_path) -> None:
-    import subprocess
-    import sys
+def test_module_cli_routes_pairs_to_the_list_mode(tmp_path, monkeypatch, capsys) -> None:
+    import runpy
 
-    done = subprocess.run([sys.executable, "-m", "backends.reenactment", "--pairs", str(tmp_path / "none.csv"),
-                           "--out", str(tmp_path / "out")], cwd=Path(__file__).resolve().parents[1],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and f"error: The pairs list {tmp_path / 'none.csv'} does not exist." in done.stderr
+    missing = tmp_path / "none.csv"
+    monkeypatch.setattr("sys.argv", ["backends.reenactment", "--pairs", str(missing), "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_module("backends.reenactment", run_name="__main__")
+    assert exc.value.code == 2
+    assert f"error: The pairs list {missing} does not exist." in capsys.readouterr().err
+    monkeypatch.setattr("sys.argv", ["backends.reenactment", "--out", str(tmp_path / "x.png")])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_module("backends.reenactment", run_name="__main__")
+    assert exc.value.code == 2 and "--source" in capsys.readouterr().err  # the one-pair command's own parser
 
 
 def _colour_predictor(clip: torch.Tensor) -> torch.Tensor:
