@@ -60,9 +60,6 @@ class _Worker:
     def run(self, item: Item) -> Any:
         return self.worker.execute(item)
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 @dataclass
 class _Slot:
