@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from backends.errors import InputError, MissingWeightsError
-from backends.jobs import FolderJob, Item, Outcome, RunOptions, run_job
+from backends.jobs import FolderJob, Item, Outcome, RunOptions, run_job, worker_name
 from backends.jobs.manifest import MANIFEST_NAME, TMP_SUFFIX, Manifest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def test_local_run_reports_failures_and_resumes_only_what_is_missing(tmp_path) -
     assert rows["bad"]["status"] == "failed" and rows["bad"]["message"] == "bad.in holds no number."
     assert rows["f"]["square"] == "36" and (out / "f.txt").read_text() == "36"
     assert all(float(row["seconds"]) >= 0 for row in rows.values())  # every row, ok or failed, is timed
-    assert "ray" not in sys.modules or report.engine == "local"
+    assert report.engine == "local" and report.per_worker == {worker_name(): 7}
 
     # Nothing left: a rerun runs nothing. Then a deleted output and a deleted report row are redone.
     log.unlink()
