@@ -6,8 +6,9 @@ Run from the repository root (needs ``pip install -r requirements-scale.txt``):
 ``--job dfer`` (default) evaluates DFER-CLIP (stand-in weights at real size: CLIP ViT-B/32 over 16
 frames plus the temporal model) on synthetic clips of 16 frames; ``--job falco`` anonymises copies
 of the astronaut photo with FALCO at real size (``--steps 1``, a pool of 4; about 5.6 GB per
-worker). For each engine the table gives the whole run (model loading included) and the steady
-rate (items after the first result, over the time since it). The same job then runs with an
+worker). For each engine the table gives the whole run (model loading included) and the rate once
+the models are loaded (workers x 60 / median seconds per item, as each worker timed its items,
+model loading excluded). The same job then runs with an
 empty per-item function to measure what going through Ray costs per item (the actor round trip,
 pickling, the driver's bookkeeping), against the same no-op in this process.
 """
@@ -18,6 +19,7 @@ import argparse
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -56,10 +58,6 @@ class Clock:
     def __call__(self, progress, key) -> None:
         self.times.append(time.perf_counter())
 
-    def steady_per_minute(self) -> float:
-        if len(self.times) < 2 or self.times[-1] == self.times[0]:
-            return float("nan")
-        return (len(self.times) - 1) / (self.times[-1] - self.times[0]) * 60
 
 
 def dfer_job(root: Path, items: int):
@@ -109,14 +107,14 @@ def release_models() -> None:
 
 
 def run_once(make_job, items, out: Path, options: RunOptions) -> tuple[float, float]:
-    clock = Clock()
     job = make_job(preload=options.ray is not None)
     start = time.perf_counter()
-    report = run_job(job, items, out, options, on_progress=clock)
+    report = run_job(job, items, out, options)
     wall = time.perf_counter() - start
     if report.failed:
         raise SystemExit(f"{report.failed} item(s) failed: {report.rows[0]['message']}")
-    return len(items) / wall * 60, clock.steady_per_minute()
+    per_item = statistics.median(entry["seconds"] for entry in report.entries)
+    return len(items) / wall * 60, len(report.per_worker) * 60 / per_item
 
 
 def main() -> None:
@@ -140,7 +138,7 @@ def main() -> None:
                    (f"Ray, 2 CPU workers x {max(1, cpus // 2)} threads", RunOptions(ray="auto", workers=2))]
         for k, (label, options) in enumerate(engines):
             whole, steady = run_once(make_job, items, root / f"out{k}", options)
-            rows.append((f"{args.job}: {label}", f"{whole:.1f} items/min (steady {steady:.1f})"))
+            rows.append((f"{args.job}: {label}", f"{whole:.1f} items/min (models loaded: {steady:.1f})"))
             print(f"{rows[-1][0]}: {rows[-1][1]}", file=sys.stderr, flush=True)
             release_models()  # the local run's networks would otherwise stay in this process beside the actors
         noop = [Item(f"n{k:05d}") for k in range(args.noop_items)]
