@@ -10,7 +10,7 @@ import pandas as pd
 from backends.device import get_device
 from backends.results import results_dir, seal
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
 
 ABOUT = """
 ### Anonymization · FALCO
@@ -128,6 +128,7 @@ def anonymize_zip(
 
 def build() -> None:
     from backends.anonymization import MAX_CANDIDATES, MAX_STEPS, MAX_ZIP_BYTES, MAX_ZIP_FILES
+    from backends.validation import MAX_SEED
 
     gr.Markdown(ABOUT)
     with gr.Row():
@@ -148,7 +149,7 @@ def build() -> None:
                               info="The paper uses 50 (about 0.1 s each on a GPU, about 4 s on two CPU cores).",
                               elem_id="falco-steps")
             with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 candidates = gr.Slider(1, MAX_CANDIDATES, value=1, step=1, label="Candidates",
                                        info="1 = nearest fake (paper); k > 1 = one of the k nearest, by seed.")
             variant = gr.Radio(["official", "corrected"], value="official", label="Variant")
@@ -173,10 +174,10 @@ def build() -> None:
                     report = gr.Dataframe(label="Report", interactive=False)
                     zip_details = gr.JSON(label="Summary")
     options = [margin, steps, seed, candidates, variant, aligned]
-    run.click(
-        anonymize, [photo, *options],
+    wire(
+        run.click, anonymize, [photo, *options],
         [pasted, slider, stages, identity_plot, attr_plot, summary, downloads, details],
         api_name="anonymize", **GPU_EVENT,
     )
-    run_zip.click(anonymize_zip, [archive, *options], [bundle, report, zip_details], api_name="anonymize_zip",
-                  **GPU_EVENT)
+    wire(run_zip.click, anonymize_zip, [archive, *options], [bundle, report, zip_details], api_name="anonymize_zip",
+         **GPU_EVENT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .common import GPU_EVENT, show_notices, user_errors
+from .common import GPU_EVENT, show_notices, user_errors, wire
 
 ABOUT = """
 ### PoS subspaces · removing a visual theme
@@ -103,6 +103,7 @@ def _custom_visible(preset: str):
 
 def build() -> None:
     from backends.pos_subspaces import DEFAULT_K, DEFAULT_LAM, MAX_K, allowed_model_ids, default_model_id
+    from backends.validation import MAX_SEED
 
     gr.Markdown(ABOUT)
     with gr.Row():
@@ -118,7 +119,7 @@ def build() -> None:
                 k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="k (subspace dimension)")
             geometry = gr.Radio(GEOMETRY, value="tangent", label="Model")
             with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 randomize = gr.Checkbox(value=False, label="New random seed")
                 steps = gr.Slider(1, 8, value=1, step=1, label="Steps (SD-Turbo: 1-4)")
             with gr.Accordion("Text-to-image model", open=False):
@@ -139,9 +140,9 @@ def build() -> None:
             nearest = gr.Dataframe(headers=NEAREST_COLUMNS, label="Nearest vocabulary words (CLIP ViT-B/32)",
                                    interactive=False, elem_id="pos-nearest")
             details = gr.JSON(label="Details (seed, model, words used, notices)", max_height=260)
-    preset.change(_custom_visible, preset, custom, api_visibility="private", queue=False)
+    wire(preset.change, _custom_visible, preset, custom, api_visibility="private", queue=False)
     shared = [preset, custom, lam, k, geometry]
-    run.click(generate, [prompt, *shared, seed, randomize, steps, model_id],
+    wire(run.click, generate, [prompt, *shared, seed, randomize, steps, model_id],
               [original, removed, seed, status, details], api_name="pos_generate", **GPU_EVENT)
-    diagnose.click(analyse, [prompt, *shared], [energy, nearest, status, details], api_name="pos_diagnose",
-                   **GPU_EVENT)
+    wire(diagnose.click, analyse, [prompt, *shared], [energy, nearest, status, details], api_name="pos_diagnose",
+         **GPU_EVENT)
