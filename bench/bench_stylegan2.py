@@ -14,7 +14,8 @@ ones do; the numbers say nothing about image quality. Takes < 2 min on 2 cores.
 backward w.r.t. W+ (FALCO's step) and a batch of 4 W+ codes, on one thread
 (CPU time of the process, which a shared machine disturbs least) and on all
 cores (wall time), each with its GFLOP (torch's flop counter) and its ratio to
-the floor = GFLOP / (float32 matmul GFLOP/s at the same thread count).
+the floor = GFLOP / (the best float32 rate of the kernels it uses at the same thread count:
+torch's 3x3 convolution channels-last or a 2048 matmul, both printed; ``_common.floor_rates``).
 ``--baseline-rev REV`` also times the generator of git revision REV in the same
 process, interleaved with ours (median of alternating runs), for a before/after
 column. Takes several minutes.
@@ -35,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _common import allocator_state, median_time, memory_rows, print_table
+from _common import allocator_state, floor_rates, floor_rows, median_time, memory_rows, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -106,22 +107,6 @@ def import_baseline(rev: str, module: str, tmp: str):
     return importlib.import_module(f"{name}.{module}")
 
 
-def matmul_gflops(n: int = 2048, runs: int = 5, cpu_time: bool = False) -> float:
-    """float32 matmul GFLOP/s at the current thread count (best of ``runs``, the machine's capability).
-
-    ``cpu_time`` times with the process's CPU time, as the one-thread rows do.
-    """
-    clock = time.process_time if cpu_time else time.perf_counter
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(runs):
-        start = clock()
-        a @ b
-        best = min(best, clock() - start)
-    return 2 * n ** 3 / best / 1e9
-
-
 def gflop(fn: Callable[[], object]) -> float:
     """GFLOP of one call of ``fn`` by torch's flop counter (convolutions and matmuls, forward and backward)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -190,10 +175,11 @@ def speed_rows(runs: int, baseline_rev: str | None) -> list[tuple[str, str]]:
         all_cores = os.cpu_count() or 1
         for threads in sorted({1, all_cores}):
             torch.set_num_threads(threads)
-            rate = matmul_gflops(cpu_time=threads == 1)
+            rates = floor_rates(cpu_time=threads == 1)
+            rate = rates["best"]
             label = f"{threads} thread{'s' if threads > 1 else ''}"
             clock = "CPU time" if threads == 1 else "wall"
-            rows.append((f"float32 matmul 2048^2, {label}", f"{rate:.1f} GFLOP/s"))
+            rows.extend(floor_rows(rates, label))
             for name, make, per in cases:
                 flops = gflop(make(G)) / per
                 times = interleaved({k: make(g) for k, g in gens.items()}, runs, cpu_time=threads == 1)
