@@ -95,6 +95,21 @@ def render(g: sg.Generator, w: torch.Tensor, mean: torch.Tensor) -> torch.Tensor
         return g(w.to(dtype), truncation=1.0, truncation_latent=mean.to(dtype)).float()
 
 
+def stylemask_quality(rows: list[tuple[str, str]], g: dict[str, Any]) -> None:
+    """StyleMask's mix (mask network + G-1024 decode), all bfloat16 as the reenactment loader makes it."""
+    from backends.networks import stylemask as sm
+
+    net32 = sm.load_mask_network(sm.standin_checkpoint_mask_network(), g["g32"].style_sections).eval()
+    net16 = bf16_copy(net32)
+    src, drv = g["w"][:1], g["w"][1:2]
+    with torch.inference_mode():
+        ref = sm.stylemask_forward(g["g32"], net32, src, drv, 0.7, g["mean"])
+        low = sm.stylemask_forward(g["g16"], net16, src.to(BF16), drv.to(BF16), 0.7, g["mean"].to(BF16))
+    masks = max(float((a.float() - b.float()).abs().max()) for a, b in zip(ref.masks, low.masks, strict=True))
+    rows.append(("StyleMask mix + G-1024 decode PSNR bf16 vs fp32, 8-bit; largest mask change",
+                 f"{psnr_8bit(ref.image, low.image.float()):.1f} dB; {masks:.2e}"))
+
+
 def encoder_case(kind: str, faces: torch.Tensor) -> dict[str, Any]:
     if kind == "ffhq":
         enc = e4e.load_e4e_checkpoint(e4e.standin_checkpoint_e4e_ffhq()).eval()
@@ -141,6 +156,7 @@ def quality(rows: list[tuple[str, str]]) -> dict[str, Any]:
     faces = F.interpolate(ref.clamp(-1, 1), size=(256, 256), mode="bilinear", antialias=True, align_corners=False)
     cases["g1024"] = g
     del ref, low
+    stylemask_quality(rows, g)
 
     v = generator_case(256)
     ref, low = render(v["g32"], v["w"], v["mean"]), render(v["g16"], v["w"], v["mean"])
