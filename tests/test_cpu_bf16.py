@@ -200,7 +200,7 @@ def test_bfloat16_generator_render_is_close_to_float32(tiny_generators):
     spread = float(ref.max() - ref.min())
     assert spread > 0.1  # a real image, not a constant that any precision reproduces
     value = psnr(low, ref, spread)
-    assert value > 35, f"{value:.1f} dB"  # measured ~41-43 dB on this tiny net (8-bit mantissa)
+    assert value > 45, f"{value:.1f} dB"  # measured 55 dB here (8-bit mantissa; real size: bench_bf16.py)
     assert psnr(torch.zeros_like(ref), ref, spread) < 20  # the measure tells images apart
 
 
@@ -213,7 +213,7 @@ def test_vox_steps_cast_inputs_and_give_float32_back(tiny_generators, monkeypatc
     out = vox.render_on_device(w, 1.0, deltas)  # float32 codes and float32 offsets in, float32 image out
     with torch.inference_mode():
         ref = g32(w, weight_deltas=deltas)
-    assert out.dtype is torch.float32 and psnr(out, ref, float(ref.max() - ref.min())) > 35
+    assert out.dtype is torch.float32 and psnr(out, ref, float(ref.max() - ref.min())) > 45  # measured 55 dB
 
 
 def test_bfloat16_generator_refuses_gradients(tiny_generators):
@@ -263,9 +263,9 @@ def test_bfloat16_clip_tower_embeddings_match_float32():
     images = torch.rand(3, 3, 48, 40, generator=torch.Generator().manual_seed(0)) * 2 - 1
     e32, e16 = c32.encode_images(images), c16.encode_images(images)
     assert e16.dtype is torch.float32 and e16.shape == e32.shape
-    assert float(F.cosine_similarity(e32, e16).min()) > 0.99
+    assert float(F.cosine_similarity(e32, e16).min()) > 0.999  # measured 0.99998
     t32, t16 = c32.encode_texts(["a smiling face", "an old man"]), c16.encode_texts(["a smiling face", "an old man"])
-    assert t16.dtype is torch.float32 and float(F.cosine_similarity(t32, t16).min()) > 0.99
+    assert t16.dtype is torch.float32 and float(F.cosine_similarity(t32, t16).min()) > 0.999  # measured 0.9999
     # The images differ from each other far more than the two precisions do.
     assert float(F.cosine_similarity(e32[0:1], e32[1:2])) < float(F.cosine_similarity(e32, e16).min())
 
@@ -280,7 +280,7 @@ def test_zero_shot_clip_keeps_its_normalisation_float32_with_a_bfloat16_tower():
     assert z16.mean.dtype is torch.float32
     frames = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     f32, f16 = z32.encode_frames(frames), z16.encode_frames(frames)
-    assert f16.dtype is torch.float32 and float(F.cosine_similarity(f32, f16).min()) > 0.99
+    assert f16.dtype is torch.float32 and float(F.cosine_similarity(f32, f16).min()) > 0.999
     p32 = z32.logits_from_frame_features(f32[None]).softmax(-1)
     p16 = z16.logits_from_frame_features(f16[None]).softmax(-1)
     assert p16.dtype is torch.float32 and float((p16 - p32).abs().max()) < 0.05
