@@ -41,15 +41,14 @@ CPU_DTYPE_MODES = ("auto", "bf16", "fp32")
 # The CPU flags of bfloat16 units: AVX512-BF16 and AMX (x86, /proc/cpuinfo "flags"), Arm's BF16 ("Features").
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
-# Networks with a CPU bfloat16 path, and whether ``auto`` takes it. Each was measured against float32
-# on real-size stand-in weights by bench/bench_bf16.py (README, *CPU speed*); a network whose bfloat16
-# output missed the quality goal stays float32 under ``auto`` (``bf16`` still forces it).
+# Model sets with a CPU bfloat16 path, and whether ``auto`` takes it. Each was measured against float32
+# on real-size stand-in weights by bench/bench_bf16.py (README, *CPU speed*); one whose bfloat16 output
+# missed the quality goal would stay float32 under ``auto`` (``bf16`` still forces it).
 CPU_BF16_AUTO: dict[str, bool] = {
-    "stylegan2_ffhq1024": True,
-    "stylegan2_vox256": True,
-    "e4e": True,
-    "clip": True,
-    "dfer_clip": True,
+    "stylegan2_ffhq1024": True,  # G-1024 with its e4e and StyleMask's mask network (one set, one dtype)
+    "stylegan2_vox256": True,  # the VoxCeleb G-256 with its e4e (DECA and the FAN stay float32)
+    "clip": True,  # CLIP ViT-B/32 towers: ContraCLIP's margins, zero-shot expressions
+    "dfer_clip": True,  # DFER-CLIP (its CLIP towers, prompt text encoder and temporal transformer)
 }
 
 

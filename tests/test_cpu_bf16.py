@@ -125,9 +125,9 @@ def test_a_pin_overrides_the_environment_for_a_block_then_lets_go(flags, monkeyp
     flags(X86_AMX)
     monkeypatch.setenv(policy.CPU_DTYPE_ENV, "bf16")
     with pinned_cpu_dtype("fp32"):
-        assert get_dtype(CPU, network="e4e") is torch.float32
+        assert get_dtype(CPU, network="stylegan2_vox256") is torch.float32
         with pinned_cpu_dtype("auto"):
-            assert get_dtype(CPU, network="e4e") is torch.bfloat16
+            assert get_dtype(CPU, network="stylegan2_vox256") is torch.bfloat16
         assert policy.cpu_dtype_mode() == "fp32"
     assert policy.cpu_dtype_mode() == "bf16"
 
