@@ -274,6 +274,7 @@ def speed(cases: dict[str, Any], runs: int, threads: list[int], rows: list[tuple
                 rows.append((f"{name}, {label}",
                              f"fp32 {t['fp32'] * 1000:.0f} ms, bf16 {t['bf16'] * 1000:.0f} ms, "
                              f"x{t['fp32'] / t['bf16']:.2f}"))
+                print(f"  {rows[-1][0]}: {rows[-1][1]}", file=sys.stderr, flush=True)  # progress on slow machines
     finally:
         torch.set_num_threads(before)
 
