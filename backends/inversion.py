@@ -12,8 +12,9 @@ The methods' code truncates even inverted codes toward a mean latent (ψ = 0.7, 
 that mean is ``G.mean_latent(4096, seed=0)``, seeded here so results repeat (the official code
 draws fresh random z at every start).
 
-Precision follows the one device policy (:func:`backends.device.get_dtype`): float16 only on
-CUDA with ``FACELAB_FP16=1``, float32 everywhere else. The models are cast when loaded (the mean
+Precision follows the one device policy (:func:`backends.device.get_dtype`): float16 on CUDA with
+``FACELAB_FP16=1``, bfloat16 on CPUs with bfloat16 units (``FACELAB_CPU_DTYPE``), float32 everywhere
+else. The models are cast when loaded (the mean
 latent is computed in float32 first, then cast), inputs are cast to the models' dtype inside
 the GPU steps, and every tensor handed back to callers is float32 on CPU, so images, W+ codes
 and caches never change dtype.
@@ -58,7 +59,7 @@ class InversionModels:
     mean_latent: torch.Tensor  # [1, 512], in ``dtype`` on ``device``
     standin: bool
     device: torch.device
-    dtype: torch.dtype = torch.float32  # float16 only on CUDA with FACELAB_FP16=1
+    dtype: torch.dtype = torch.float32  # float16 on CUDA with FACELAB_FP16=1, bfloat16 on CPUs with units
 
 
 @memory.managed("FFHQ G-1024 + e4e (inversion; reenactment, latent paths, anonymization)", shared=True)
@@ -81,7 +82,7 @@ def _cached_models(standin: bool, device: str, dtype: torch.dtype = torch.float3
 def get_models() -> InversionModels:
     """The generator and encoder, loaded on first use and kept (one set per stand-in mode, device and dtype)."""
     device = get_device()
-    return _cached_models(standin_enabled(), str(device), get_dtype(device))
+    return _cached_models(standin_enabled(), str(device), get_dtype(device, network="stylegan2_ffhq1024"))
 
 
 def psi_for(truncate: bool) -> float:

@@ -68,3 +68,70 @@ def print_table(rows: Sequence[tuple[str, str]], first: str = "measure") -> None
     print(f"|{'-' * (width + 2)}|-------|")
     for name, value in rows:
         print(f"| {name.ljust(width)} | {value} |")
+
+
+# --------------------------------------------------------------------------- the arithmetic floor
+
+# 3x3 convolutions of the shapes that carry most of StyleGAN2's and e4e's FLOPs (channels, side): the
+# rate is the best of them, as torch runs them (channels-last, oneDNN), so the floor is one the
+# network's own kernels can reach on this CPU.
+CONV3X3_SHAPES = ((512, 32), (256, 64), (128, 128))
+
+
+def _best_seconds(fn: Callable[[], Any], runs: int, cpu_time: bool) -> float:
+    clock = time.process_time if cpu_time else time.perf_counter
+    fn()
+    best = float("inf")
+    for _ in range(runs):
+        start = clock()
+        fn()
+        best = min(best, clock() - start)
+    return best
+
+
+def matmul_gflops(n: int = 2048, runs: int = 5, cpu_time: bool = False, dtype: Any = None) -> float:
+    """Matmul GFLOP/s (float32 unless ``dtype``) at the current thread count, best of ``runs``.
+
+    ``cpu_time`` times with the process's CPU time, as the one-thread rows do.
+    """
+    import torch
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n ** 3 / _best_seconds(lambda: a @ b, runs, cpu_time) / 1e9
+
+
+def conv3x3_gflops(runs: int = 5, cpu_time: bool = False, dtype: Any = None,
+                   shapes: Sequence[tuple[int, int]] = CONV3X3_SHAPES) -> float:
+    """Best GFLOP/s of torch's own 3x3 convolution (channels-last, float32 unless ``dtype``) over ``shapes``."""
+    import torch
+    import torch.nn.functional as F
+
+    best = 0.0
+    with torch.inference_mode():
+        for channels, side in shapes:
+            x = torch.randn(1, channels, side, side, dtype=dtype).contiguous(memory_format=torch.channels_last)
+            w = torch.randn(channels, channels, 3, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+            flops = 2 * channels * channels * 9 * side * side
+            seconds = _best_seconds(lambda x=x, w=w: F.conv2d(x, w, padding=1), runs, cpu_time)
+            best = max(best, flops / seconds / 1e9)
+    return best
+
+
+def floor_rates(cpu_time: bool = False, dtype: Any = None) -> dict[str, float]:
+    """The kernel rates a CPU floor is measured against: ``matmul``, ``conv3x3`` and ``best`` (GFLOP/s).
+
+    The floor of a network is its GFLOP / ``best``: what the fastest kernel it uses would need if
+    every FLOP ran at that kernel's rate. (A 2048 matmul alone understates the machine wherever the
+    BLAS is pinned to an older core type than oneDNN's convolutions use.)
+    """
+    rates = {"matmul": matmul_gflops(cpu_time=cpu_time, dtype=dtype),
+             "conv3x3": conv3x3_gflops(cpu_time=cpu_time, dtype=dtype)}
+    rates["best"] = max(rates.values())
+    return rates
+
+
+def floor_rows(rates: dict[str, float], label: str) -> list[tuple[str, str]]:
+    """The rows that print the rates of :func:`floor_rates` next to each other."""
+    return [(f"float32 matmul 2048^2, {label}", f"{rates['matmul']:.1f} GFLOP/s"),
+            (f"float32 3x3 conv channels-last (best of {len(CONV3X3_SHAPES)} shapes), {label}",
+             f"{rates['conv3x3']:.1f} GFLOP/s (floor rate: the best, {rates['best']:.1f})")]

@@ -7,7 +7,8 @@ runs (after one warm-up), parameter counts, and the process's peak RSS.
 Stand-in weights cost exactly what the real ones do; the numbers say nothing
 about output quality. The floor rows time one inversion on one thread (CPU
 time) and on all cores (wall), with its GFLOP (torch's flop counter) and its
-ratio to the floor GFLOP / (float32 matmul GFLOP/s); ``--baseline-rev REV``
+ratio to the floor GFLOP / (the best float32 rate of its kernels: 3x3 conv
+channels-last or matmul, ``_common.floor_rates``); ``--baseline-rev REV``
 adds git revision REV's encoder, timed interleaved with ours.
 """
 
@@ -22,12 +23,12 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from _common import median_time, peak_rss_mb, print_table
+from _common import floor_rates, floor_rows, median_time, peak_rss_mb, print_table
 from _common import run_timed as timed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_stylegan2 import gflop, import_baseline, interleaved, matmul_gflops  # noqa: E402
+from bench_stylegan2 import gflop, import_baseline, interleaved  # noqa: E402
 
 from backends.networks import e4e, irse  # noqa: E402 (needs the sys.path line above)
 
@@ -75,13 +76,14 @@ def bench_e4e_floor(runs: int, baseline_rev: str | None) -> list[tuple[str, str]
         all_cores = os.cpu_count() or 1
         for threads in sorted({1, all_cores}):
             torch.set_num_threads(threads)
-            rate = matmul_gflops(cpu_time=threads == 1)
+            rates = floor_rates(cpu_time=threads == 1)
+            rate = rates["best"]
             times = interleaved(fns, runs, cpu_time=threads == 1)
             label = f"{threads} thread{'s' if threads > 1 else ''}, {'CPU time' if threads == 1 else 'wall'}"
             value = f"{times['ours']:.2f} s, {flops:.0f} GFLOP, {times['ours'] / (flops / rate):.2f}x floor"
             if "baseline" in times:
                 value += f"; {baseline_rev}: {times['baseline']:.2f} s, now {times['ours'] / times['baseline']:.2f}x"
-            rows.append((f"float32 matmul 2048^2, {threads} thread(s) (GFLOP/s)", f"{rate:.1f}"))
+            rows.extend(floor_rows(rates, f"{threads} thread(s)"))
             rows.append((f"e4e invert 1x256, {label}", value))
         torch.set_num_threads(all_cores)
     return rows

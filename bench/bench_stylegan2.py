@@ -14,10 +14,15 @@ ones do; the numbers say nothing about image quality. Takes < 2 min on 2 cores.
 backward w.r.t. W+ (FALCO's step) and a batch of 4 W+ codes, on one thread
 (CPU time of the process, which a shared machine disturbs least) and on all
 cores (wall time), each with its GFLOP (torch's flop counter) and its ratio to
-the floor = GFLOP / (float32 matmul GFLOP/s at the same thread count).
+the floor = GFLOP / (the best float32 rate of the kernels it uses at the same thread count:
+torch's 3x3 convolution channels-last or a 2048 matmul, both printed; ``_common.floor_rates``).
 ``--baseline-rev REV`` also times the generator of git revision REV in the same
 process, interleaved with ours (median of alternating runs), for a before/after
 column. Takes several minutes.
+
+``--profile`` prints where one G-1024 synthesis spends its time on one thread (3x3 convs, FIR
+blur/upsampling, noise + activation, modulation), by torch.profiler's self CPU time per op, in
+float32 and in bfloat16.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _common import allocator_state, median_time, memory_rows, print_table
+from _common import allocator_state, floor_rates, floor_rows, median_time, memory_rows, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -106,22 +111,6 @@ def import_baseline(rev: str, module: str, tmp: str):
     return importlib.import_module(f"{name}.{module}")
 
 
-def matmul_gflops(n: int = 2048, runs: int = 5, cpu_time: bool = False) -> float:
-    """float32 matmul GFLOP/s at the current thread count (best of ``runs``, the machine's capability).
-
-    ``cpu_time`` times with the process's CPU time, as the one-thread rows do.
-    """
-    clock = time.process_time if cpu_time else time.perf_counter
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(runs):
-        start = clock()
-        a @ b
-        best = min(best, clock() - start)
-    return 2 * n ** 3 / best / 1e9
-
-
 def gflop(fn: Callable[[], object]) -> float:
     """GFLOP of one call of ``fn`` by torch's flop counter (convolutions and matmuls, forward and backward)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -190,10 +179,11 @@ def speed_rows(runs: int, baseline_rev: str | None) -> list[tuple[str, str]]:
         all_cores = os.cpu_count() or 1
         for threads in sorted({1, all_cores}):
             torch.set_num_threads(threads)
-            rate = matmul_gflops(cpu_time=threads == 1)
+            rates = floor_rates(cpu_time=threads == 1)
+            rate = rates["best"]
             label = f"{threads} thread{'s' if threads > 1 else ''}"
             clock = "CPU time" if threads == 1 else "wall"
-            rows.append((f"float32 matmul 2048^2, {label}", f"{rate:.1f} GFLOP/s"))
+            rows.extend(floor_rows(rates, label))
             for name, make, per in cases:
                 flops = gflop(make(G)) / per
                 times = interleaved({k: make(g) for k, g in gens.items()}, runs, cpu_time=threads == 1)
@@ -206,6 +196,46 @@ def speed_rows(runs: int, baseline_rev: str | None) -> list[tuple[str, str]]:
                 rows.append((f"{name}, {label}", value))
         torch.set_num_threads(all_cores)
     return rows
+
+
+def _category(name: str, shapes: list) -> str:
+    """Which part of a styled layer an aten op (with its input shapes) belongs to."""
+    if "conv" in name:
+        weight = shapes[1] if len(shapes) > 1 else []
+        if len(weight) == 4 and weight[1] == 1:
+            return "FIR blur / upsample (depthwise convs)"
+        if len(weight) == 4 and weight[-1] == 1:
+            return "toRGB (1x1 convs)"
+        return "3x3 convs (dense, incl. the transposed up-convs)"
+    if any(k in name for k in ("leaky_relu", "addcmul", "add_", "aten::add")):
+        return "noise + bias + leaky ReLU"
+    if any(k in name for k in ("mul", "rsqrt", "pow", "sum", "addmm", "linear", "mm", "div")):
+        return "modulation / demodulation / style affines"
+    return "other (copies, layout, allocation)"
+
+
+def profile_rows(dtype: torch.dtype = torch.float32) -> list[tuple[str, str]]:
+    """Where one G-1024 synthesis spends its time on one thread (torch.profiler, self CPU time per op)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(1)
+    G = sg.Generator(1024, channel_multiplier=2).eval()
+    G.load_state_dict(sg.standin_checkpoint_ffhq1024()["g_ema"])
+    G = G.to(dtype)
+    w = G.to_wplus(G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)).to(dtype))).detach()
+    with torch.inference_mode():
+        G.synthesis(w)  # warm-up: kernels chosen, FIR weights cached, memory reused
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            G.synthesis(w)
+    totals: dict[str, float] = {}
+    for event in prof.key_averages(group_by_input_shape=True):
+        if event.self_cpu_time_total <= 0:
+            continue
+        cat = _category(event.key, list(event.input_shapes or []))
+        totals[cat] = totals.get(cat, 0.0) + event.self_cpu_time_total / 1e6
+    whole = sum(totals.values())
+    return [(cat, f"{sec:.2f} s ({100 * sec / whole:.0f} %)") for cat, sec in
+            sorted(totals.items(), key=lambda kv: -kv[1])] + [(f"total ({dtype})", f"{whole:.2f} s")]
 
 
 def bench(runs: int, device: torch.device) -> list[tuple[str, str]]:
@@ -223,8 +253,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--speed", action="store_true", help="only the CPU floor table (one thread and all cores)")
     parser.add_argument("--baseline-rev", help="with --speed: also time this git revision's generator, interleaved")
+    parser.add_argument("--profile", action="store_true",
+                        help="only where one G-1024 synthesis spends its time on one thread (fp32 and bf16)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.profile:
+        for dtype in (torch.float32, torch.bfloat16):
+            print(f"\nG-1024 synthesis, one thread, {dtype}, self CPU time by part (torch.profiler)\n")
+            print_table(profile_rows(dtype), "part")
+        return
     if args.speed:
         rows = speed_rows(max(args.runs, 1), args.baseline_rev)
         print(f"StyleGAN2 CPU floor table: torch {torch.__version__}, {platform.processor() or platform.machine()}, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from backends import weights
-from backends.device import get_device
+from backends.device import get_device, precision_report
 from backends.face.pipeline import prepare_face
 from backends.standin import standin_enabled
 
@@ -35,7 +35,7 @@ def tabs_table() -> list[list[str]]:
 
 
 def runtime_info() -> dict:
-    return {"device": str(get_device()), "stand_in_weights": standin_enabled()}
+    return {"device": str(get_device()), "precision": precision_report(), "stand_in_weights": standin_enabled()}
 
 
 @user_errors

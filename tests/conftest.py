@@ -14,6 +14,9 @@ SHARED_WEIGHTS = Path(os.environ.get("FACELAB_TEST_WEIGHTS", REPO.parent / "shar
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("FACELAB_DEVICE", "cpu")
+# Numbers must not depend on the runner's CPU (bfloat16 units or not): the suite runs float32 unless told
+# otherwise. tests/test_cpu_bf16.py sets the modes itself; FACELAB_CPU_DTYPE=auto runs everything on the bf16 path.
+os.environ.setdefault("FACELAB_CPU_DTYPE", "fp32")
 if SHARED_WEIGHTS.is_dir():
     os.environ.setdefault("FACELAB_WEIGHTS_DIR", str(SHARED_WEIGHTS))
 

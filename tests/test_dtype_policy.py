@@ -56,7 +56,7 @@ def test_default_dtype_follows_the_process_device(monkeypatch):
 
 def test_model_caches_are_keyed_by_dtype(monkeypatch):
     calls: list[tuple] = []
-    monkeypatch.setattr(inversion, "get_dtype", lambda device: torch.float16)
+    monkeypatch.setattr(inversion, "get_dtype", lambda device, network=None: torch.float16)
     monkeypatch.setattr(inversion, "_cached_models", lambda *key: calls.append(key) or "models")
     assert inversion.get_models() == "models"
     assert calls == [(standin_enabled(), str(device_policy.get_device()), torch.float16)]

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import FaceLabError
+from ..jobs import cli as jobs_cli
 from .folder import anonymize_folder
 from .optimisation import STEPS, VARIANTS
 
@@ -31,7 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pool-size", type=int, default=None, help="fake pool size (default: per device)")
     parser.add_argument("--stand-in-weights", action="store_true",
                         help="deterministic random weights instead of checkpoints (outputs are not results)")
+    jobs_cli.add_arguments(parser)
     args = parser.parse_args(argv)
+    run = jobs_cli.run_options(args)
     if args.stand_in_weights:
         from ..standin import enable_standin
 
@@ -42,13 +45,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         report = anonymize_folder(
-            args.in_dir, args.out_dir, progress=progress, margin=args.margin, steps=args.steps, seed=args.seed,
-            candidates=args.candidates, variant=args.variant, already_aligned=args.aligned, pool_size=args.pool_size,
+            args.in_dir, args.out_dir, progress=progress if run.ray is None else None, run=run, manifest=True,
+            on_progress=jobs_cli.print_progress if run.ray is not None else None,
+            margin=args.margin, steps=args.steps, seed=args.seed, candidates=args.candidates,
+            variant=args.variant, already_aligned=args.aligned, pool_size=args.pool_size,
         )
     except FaceLabError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 2
     print(file=sys.stderr)
+    if report.job is not None:
+        print(report.job.table(), file=sys.stderr)
     print(f"{report.succeeded} anonymised, {report.failed} failed, {report.skipped} already done; "
           f"report: {report.report_path}")
     if report.standin:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import fcntl
+import io
 import os
 import re
 import struct
-import time
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from PIL import Image
+
 from ..errors import InputError, NoFaceError
-from .optimisation import ProgressFn
+from ..jobs import FolderJob, Item, JobReport, Outcome, Progress, RunOptions, run_job
+from ..standin import enable_standin, standin_enabled
+from .optimisation import STEPS, ProgressFn
 from .photo import anonymize_photo
 
 # --------------------------------------------------------------------------- folders and zips
@@ -37,6 +43,7 @@ class FolderReport:
     skipped: int  # already in the report from an earlier run
     report_path: Path
     standin: bool = False
+    job: JobReport | None = None  # the runner's report (engine, seconds, workers), for the final table
 
     @property
     def succeeded(self) -> int:
@@ -83,63 +90,123 @@ def _write_report(path: Path, rows: list[dict[str, str]]) -> None:
     os.replace(tmp, path)
 
 
+# What anonymize_photo assumes when an option is not given: a rerun that spells a default out
+# (the CLI) and one that leaves it implicit have the same options.
+PHOTO_DEFAULTS: dict[str, Any] = {"margin": 0.0, "steps": STEPS, "seed": 0, "candidates": 1, "variant": "official",
+                                  "already_aligned": False, "pool_size": None}
+
+
+class FalcoFolderJob(FolderJob):
+    """FALCO over a folder: one photo per item through :func:`anonymize_photo` (the tab's function),
+    the pasted-back photo and the anonymised face as PNGs, one CSV row."""
+
+    name = "falco_folder"
+    fields = REPORT_FIELDS
+    key_field = "file"
+    report_name = REPORT_NAME
+
+    def __init__(self, photo_options: dict[str, Any], *, preload: bool = False):
+        self.photo_options = {**PHOTO_DEFAULTS, **photo_options}
+        self.standin = standin_enabled()  # the driver's choice travels to every worker
+        self.preload = preload
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {**self.photo_options, "standin": self.standin}
+
+    def setup(self) -> None:
+        if self.standin:
+            enable_standin(True)
+        if self.preload:  # a Ray worker: load the networks and the fake pool before the first photo
+            from .models import get_models
+            from .optimisation import get_variant
+            from .pool import build_pool, pool_dir
+
+            variant = get_variant(self.photo_options.get("variant", "official"))
+            models = get_models(variant)
+            with _locked(pool_dir() / ".build.lock"):  # workers sharing a cache build the pool once
+                build_pool(models, variant, size=self.photo_options.get("pool_size"))
+
+    def failure_status(self, error: InputError) -> str:
+        return "no_face" if isinstance(error, NoFaceError) else "failed"
+
+    def run(self, state: None, item: Item, progress: ProgressFn | None = None) -> Outcome:
+        path, target = item.payload
+        res = anonymize_photo(Path(path), progress=progress, **self.photo_options)
+        row = self.blank_row(item.key)
+        row.update(status="ok", identity_cosine=f"{res.cos_final:.4f}",
+                   attribute_similarity=f"{res.attr_similarity:.4f}", output=target)
+        face = str(Path(target).with_name(Path(target).stem + "_face.png"))
+        return Outcome(row, files={target: _png(res.pasted), face: _png(res.anonymized)},
+                       extra={"standin": bool(res.standin)})
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created), held for the block: one process at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def folder_items(in_dir: Path) -> list[Item]:
+    """One work item per image under ``in_dir``: key = relative path, payload = (path, output name)."""
+    images = list_images(in_dir)
+    if not images:
+        raise InputError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) were found in {in_dir}.")
+    names = [str(p.relative_to(in_dir)) for p in images]
+    targets = output_names(names)
+    return [Item(name, (str(path), str(targets[name]))) for name, path in zip(names, images, strict=True)]
+
+
 def anonymize_folder(in_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn | None = None,
-                     **options: Any) -> FolderReport:
+                     run: RunOptions | None = None, on_progress: Callable[[Progress, str], None] | None = None,
+                     manifest: bool | None = None, **options: Any) -> FolderReport:
     """Anonymise every image under ``in_dir`` into ``out_dir`` (same relative paths, ``.png``).
 
-    Resumable: files already in ``out_dir/report.csv`` are skipped. Faces that
-    fail (no face, unreadable file) are listed there with their reason; every
-    success with its identity cosine. Nothing in ``in_dir`` is written.
+    Resumable: a rerun skips the photos listed in ``report.csv``. With ``manifest`` (the CLI's
+    choice, and always on Ray; default: only on Ray) ``out_dir/manifest.jsonl`` also records every
+    finished photo, its outputs and the options, so a rerun redoes photos whose outputs are gone and
+    refuses other options (see :mod:`backends.jobs.manifest`). Faces that fail (no face,
+    unreadable file) are listed in the report with their reason; every success with its identity
+    cosine. Nothing in ``in_dir`` is written. ``run`` chooses where it runs (this process by
+    default, or a Ray cluster: :class:`backends.jobs.RunOptions`); the results are the same.
     """
     in_dir, out_dir = Path(in_dir).resolve(), Path(out_dir).resolve()
     if not in_dir.is_dir():
         raise InputError(f"The input folder {in_dir} does not exist.")
     if out_dir == in_dir or in_dir in out_dir.parents:
         raise InputError("The output folder must not be inside the input folder (the input is never modified).")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report_path = out_dir / REPORT_NAME
-    done = _read_report(report_path)
-    images = list_images(in_dir)
-    if not images:
-        raise InputError(f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) were found in {in_dir}.")
-    names = [str(p.relative_to(in_dir)) for p in images]
-    targets = output_names(names)
-    results = {name: done[name] for name in names if name in done}
+    items = folder_items(in_dir)
+    names = [item.key for item in items]
+    run = run or RunOptions()
+    job = FalcoFolderJob(options, preload=run.ray is not None)
+    position = {name: i for i, name in enumerate(names)}
 
-    def rows() -> list[dict[str, str]]:
-        return [results[name] for name in names if name in results]
+    def item_progress(key: str, fraction: float, desc: str) -> None:
+        if progress is not None:
+            progress((position[key] + fraction) / len(names), f"{key}: {desc}")
 
-    processed = standin = 0
-    for i, path in enumerate(images):
-        rel = str(path.relative_to(in_dir))
-        if rel in done:
-            continue
-        start = time.perf_counter()
-        target = out_dir / targets[rel]
-        row = {"file": rel, "status": "ok", "identity_cosine": "", "attribute_similarity": "", "output": "",
-               "seconds": "", "message": ""}
+    def job_progress(state: Progress, key: str) -> None:
+        if progress is not None:
+            progress((state.skipped + state.processed) / state.total, f"{key}: done")
+        if on_progress is not None:
+            on_progress(state, key)
 
-        def inner(f: float, d: str, i: int = i, rel: str = rel) -> None:
-            if progress is not None:
-                progress((i + f) / len(images), f"{rel}: {d}")
-
-        try:
-            res = anonymize_photo(path, progress=inner, **options)
-        except InputError as exc:  # this file's problem; missing weights and the like stop the run
-            row.update(status="no_face" if isinstance(exc, NoFaceError) else "failed", message=str(exc))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            res.pasted.save(target)
-            res.anonymized.save(target.with_name(target.stem + "_face.png"))
-            row.update(identity_cosine=f"{res.cos_final:.4f}", attribute_similarity=f"{res.attr_similarity:.4f}",
-                       output=str(target.relative_to(out_dir)))
-            standin = standin or res.standin
-        row["seconds"] = f"{time.perf_counter() - start:.1f}"
-        results[rel] = row
-        processed += 1
-        _write_report(report_path, rows())  # after every image, so an interruption loses at most one
-    _write_report(report_path, rows())
-    return FolderReport(rows(), processed, len(images) - processed, report_path, bool(standin))
+    report = run_job(job, items, out_dir, run, on_progress=job_progress, item_progress=item_progress,
+                     keep_manifest=bool(manifest))
+    standin = any(entry.get("extra", {}).get("standin") for entry in report.entries)
+    return FolderReport(report.rows, report.processed, report.skipped, report.report_path, standin, report)
 
 
 # Compression methods by their zip number, for the message when a member uses one this reader does not read.

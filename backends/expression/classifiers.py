@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from .. import memory
-from ..device import get_device
+from ..device import get_device, get_dtype
 from ..errors import CheckpointError, InputError, MissingWeightsError
 from ..networks.dfer_clip import (
     CLASSES_BY_DATASET,
@@ -73,7 +73,7 @@ class DferClipClassifier(ExpressionClassifier):
 
     def frame_features(self, crops: np.ndarray) -> torch.Tensor:
         device = self.model.prompt_learner.ctx.device
-        return self.model.image_encoder(crops_to_unit_tensor(crops).to(device))
+        return self.model.encode_frames(crops_to_unit_tensor(crops).to(device)[None])[0]
 
     def window_probabilities(self, features: torch.Tensor) -> np.ndarray:
         logits = self.model.logits_from_frame_features(features[None])
@@ -129,22 +129,26 @@ class MiniXceptionClassifier(ExpressionClassifier):
 
 @memory.managed("DFER-CLIP")
 @functools.lru_cache(maxsize=1)
-def _cached_dfer_clip(key: str, standin: bool, device: str) -> tuple[DferClip, bool]:
+def _cached_dfer_clip(key: str, standin: bool, device: str,
+                      dtype: torch.dtype = torch.float32) -> tuple[DferClip, bool]:
     from ..weights import get_entry, load_checkpoint
 
     loaded = load_checkpoint(key, allow=OFFICIAL_CHECKPOINT_ALLOW)
     num_classes = get_entry(key).params.get("num_classes")
-    model = load_dfer_clip_checkpoint(loaded.obj, num_classes, device=device)
+    model = load_dfer_clip_checkpoint(loaded.obj, num_classes, device=device).to(dtype=dtype)
     return model, loaded.standin
 
 
 @memory.managed("CLIP ViT-B/32 (zero-shot expressions)")
 @functools.lru_cache(maxsize=1)
-def _cached_zero_shot(dataset: str, standin: bool, device: str) -> tuple[ZeroShotClip, bool]:
+def _cached_zero_shot(dataset: str, standin: bool, device: str,
+                      dtype: torch.dtype = torch.float32) -> tuple[ZeroShotClip, bool]:
     from ..weights import load_checkpoint
 
     loaded = load_checkpoint("clip_vit_b32")
-    return load_zero_shot_clip(loaded.obj, CLASSES_BY_DATASET[dataset], device=device), loaded.standin
+    model = load_zero_shot_clip(loaded.obj, CLASSES_BY_DATASET[dataset], device=device)
+    model.clip.to(dtype=dtype)  # the tower only: CLIP's mean/std and the outputs stay float32
+    return model, loaded.standin
 
 
 @memory.managed("mini-XCEPTION")
@@ -157,12 +161,14 @@ def _cached_mini_xception(device: str) -> MiniXception:
 
 def get_classifier(mode: str, dataset: str = "dfew") -> ExpressionClassifier:
     """The classifier of one explicit mode; raises MissingWeightsError/CheckpointError."""
-    device = str(get_device())
+    dev = get_device()
+    device = str(dev)
     if mode == "dfer_clip":
-        model, standin = _cached_dfer_clip(CHECKPOINT_KEYS[dataset], standin_enabled(), device)
+        dtype = get_dtype(dev, network="dfer_clip")
+        model, standin = _cached_dfer_clip(CHECKPOINT_KEYS[dataset], standin_enabled(), device, dtype)
         return DferClipClassifier(model, dataset, standin)
     if mode == "zero_shot_clip":
-        model, standin = _cached_zero_shot(dataset, standin_enabled(), device)
+        model, standin = _cached_zero_shot(dataset, standin_enabled(), device, get_dtype(dev, network="clip"))
         return ZeroShotClassifier(model, dataset, standin)
     if mode == "baseline_mini_xception":
         return MiniXceptionClassifier(_cached_mini_xception(device))

@@ -14,12 +14,14 @@ from PIL import Image
 
 from ..device import get_device
 from ..errors import InputError, VideoError
+from ..jobs import FolderJob, Item, JobReport, Outcome, RunOptions, run_job
 from ..networks.dfer_clip import (
     CLASSES_BY_DATASET,
     OFFICIAL_CHECKPOINT_ALLOW,
     DferClip,
     load_dfer_clip_checkpoint,
 )
+from ..standin import enable_standin, standin_enabled
 from .analysis import CROP_SIZE, sample_indices
 from .classifiers import CHECKPOINT_KEYS, STANDIN_NOTICE, crops_to_unit_tensor
 
@@ -105,23 +107,101 @@ class EvaluationResult:
 Predictor = Callable[[torch.Tensor], Any]
 
 
-def evaluate(records: Sequence[AnnotationRecord], frames_root: str | Path | None, predict: Predictor,
-             num_classes: int, progress: bool = False) -> EvaluationResult:
-    """UAR/WAR of ``predict`` ((1, 16, 3, 224, 224) clip -> class scores) over the records."""
-    labels, preds = [], []
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for k, record in enumerate(records, start=1):
+def predict_record(record: AnnotationRecord, frames_root: str | Path | None, predict: Predictor) -> np.ndarray:
+    """Class scores of one annotated clip: its frames sampled as officially, through ``predict``."""
+    clip = load_frame_folder_clip(frames_dir(record.video_dir, frames_root), record.num_frames)
+    return np.asarray(torch.as_tensor(predict(clip[None])).detach().cpu(), dtype=np.float64).reshape(-1)
+
+
+def check_labels(records: Sequence[AnnotationRecord], num_classes: int) -> None:
+    for record in records:
         if not 0 <= record.label < num_classes:
             raise InputError(f"{record.video_dir}: label {record.label + 1} is outside 1..{num_classes}.")
-        clip = load_frame_folder_clip(frames_dir(record.video_dir, frames_root), record.num_frames)
-        scores = np.asarray(torch.as_tensor(predict(clip[None])).detach().cpu(), dtype=np.float64).reshape(-1)
+
+
+def scores_to_result(labels: Sequence[int], preds: Sequence[int], num_classes: int) -> EvaluationResult:
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for label, pred in zip(labels, preds, strict=True):
+        confusion[label, pred] += 1
+    uar, war = uar_war(labels, preds, num_classes)
+    return EvaluationResult(uar, war, len(labels), confusion)
+
+
+def evaluate(records: Sequence[AnnotationRecord], frames_root: str | Path | None, predict: Predictor,
+             num_classes: int, progress: bool = False) -> EvaluationResult:
+    """UAR/WAR of ``predict`` ((1, 16, 3, 224, 224) clip -> class scores) over the records, in this process."""
+    check_labels(records, num_classes)
+    labels, preds = [], []
+    for k, record in enumerate(records, start=1):
         labels.append(record.label)
-        preds.append(int(scores.argmax()))
-        confusion[record.label, preds[-1]] += 1
+        preds.append(int(predict_record(record, frames_root, predict).argmax()))
         if progress and (k % 50 == 0 or k == len(records)):
             print(f"{k}/{len(records)}", file=sys.stderr)
-    uar, war = uar_war(labels, preds, num_classes)
-    return EvaluationResult(uar, war, len(records), confusion)
+    return scores_to_result(labels, preds, num_classes)
+
+
+# --------------------------------------------------------------------------- the same, as a resumable job
+
+
+class EvaluationJob(FolderJob):
+    """DFER-CLIP over an annotation list, one clip per item (:func:`predict_record`), resumable:
+    ``predictions.csv`` holds each clip's label, prediction and scores, or why it failed."""
+
+    name = "dfer_evaluate"
+    fields = ("video_dir", "label", "prediction", "status", "scores", "seconds", "message")
+    key_field = "video_dir"
+    report_name = "predictions.csv"
+
+    def __init__(self, checkpoint: str | None, dataset: str, frames_root: str | Path | None):
+        self.checkpoint, self.dataset = checkpoint, dataset
+        self.frames_root = None if frames_root is None else str(frames_root)
+        self.standin = standin_enabled()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "dataset": self.dataset, "frames_root": self.frames_root,
+                "standin": self.standin}
+
+    def setup(self) -> Predictor:
+        if self.standin:
+            enable_standin(True)
+        return _model_predictor(_load_model_for_evaluation(self.checkpoint, self.dataset))
+
+    def failure_row(self, item: Item, status: str, message: str, seconds: float = 0.0) -> dict[str, str]:
+        row = super().failure_row(item, status, message, seconds)
+        row["label"] = str(item.payload.label + 1)
+        return row
+
+    def run(self, state: Predictor, item: Item, progress: Any = None) -> Outcome:
+        record: AnnotationRecord = item.payload
+        scores = predict_record(record, self.frames_root, state)
+        row = self.blank_row(item.key)
+        row.update(label=str(record.label + 1), prediction=str(int(scores.argmax()) + 1), status="ok",
+                   scores=" ".join(f"{v:.6g}" for v in scores))
+        return Outcome(row)
+
+
+@dataclass
+class JobEvaluation:
+    """UAR/WAR over the clips that could be read, and the run's report (failures listed there)."""
+
+    result: EvaluationResult | None
+    report: JobReport
+
+
+def evaluate_job(records: Sequence[AnnotationRecord], job: EvaluationJob, out_dir: str | Path,
+                 run: RunOptions | None = None, on_progress: Any = None) -> JobEvaluation:
+    """:func:`evaluate` as a resumable job (in this process or on Ray): same predictions, same UAR/WAR."""
+    num_classes = len(CLASSES_BY_DATASET[job.dataset])
+    check_labels(records, num_classes)
+    items = [Item(r.video_dir, r) for r in records]
+    report = run_job(job, items, out_dir, run, on_progress=on_progress)
+    done = [row for row in report.rows if row["status"] == "ok"]
+    result = None
+    if done:
+        result = scores_to_result([int(r["label"]) - 1 for r in done], [int(r["prediction"]) - 1 for r in done],
+                                  num_classes)
+    return JobEvaluation(result, report)
 
 
 def _load_model_for_evaluation(checkpoint: str | None, dataset: str) -> DferClip:

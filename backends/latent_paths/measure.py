@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from .. import memory
-from ..device import get_device
+from ..device import get_device, get_dtype
 from ..errors import MissingWeightsError
 from ..networks.clip import ClipEncoder, load_clip
 from ..standin import standin_enabled
@@ -22,15 +22,17 @@ from .paths import PathPreset
 
 @memory.managed("CLIP ViT-B/32 (latent paths margins)")
 @functools.lru_cache(maxsize=1)
-def _cached_clip(standin: bool, device: str) -> tuple[ClipEncoder, bool]:
+def _cached_clip(standin: bool, device: str, dtype: torch.dtype = torch.float32) -> tuple[ClipEncoder, bool]:
     loaded = load_checkpoint("clip_vit_b32")
-    encoder = ClipEncoder(load_clip(loaded.obj, device=device)).to(device)
+    # Only the towers take the policy's dtype; the encoder's mean/std and its outputs stay float32.
+    encoder = ClipEncoder(load_clip(loaded.obj, device=device).to(dtype=dtype)).to(device)
     return encoder, loaded.standin
 
 
 def get_clip() -> tuple[ClipEncoder, bool]:
     """CLIP ViT-B/32 for the margin plot (and whether it is a stand-in); raises MissingWeightsError."""
-    return _cached_clip(standin_enabled(), str(get_device()))
+    device = get_device()
+    return _cached_clip(standin_enabled(), str(device), get_dtype(device, network="clip"))
 
 
 # --------------------------------------------------------------------------- CLIP margins

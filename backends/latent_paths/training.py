@@ -206,10 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out) if args.out else trained_root() / name
     try:
         from .. import inversion
+        from ..device import pinned_cpu_dtype
         from .measure import get_clip
 
-        models = inversion.get_models()
-        clip, clip_standin = get_clip()
+        with pinned_cpu_dtype("fp32"):  # trained under autograd: never the bfloat16 inference copies
+            models = inversion.get_models()
+            clip, clip_standin = get_clip()
         generator = models.generator.float()
         start = time.perf_counter()
 

@@ -112,7 +112,12 @@ def load_clip(state: Mapping[str, torch.Tensor], device: str | torch.device = "c
 
 
 class ClipEncoder(nn.Module):
-    """Unit-norm CLIP embeddings of images and sentences, with text features cached per sentence."""
+    """Unit-norm CLIP embeddings of images and sentences, with text features cached per sentence.
+
+    The CLIP may be in a lower precision (bfloat16 on CPU, float16 on CUDA): resizing and CLIP's
+    mean/std stay float32, the normalised pixels are cast to the tower's dtype at its entry, and the
+    embeddings come back float32.
+    """
 
     def __init__(self, clip: nn.Module):
         super().__init__()
@@ -143,12 +148,20 @@ class ClipEncoder(nn.Module):
         images = self._resize(images.float())
         if generator_range:
             images = (images.clamp(-1, 1) + 1) / 2
-        return F.normalize(self.clip.encode_image((images - self.mean) / self.std), dim=-1)
+        return self._embed((images - self.mean) / self.std)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.clip.visual.conv1.weight.dtype
+
+    def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Unit image embeddings (float32) of normalised float32 pixels, run in the tower's dtype."""
+        return F.normalize(self.clip.encode_image(pixels.to(self.dtype)).float(), dim=-1)
 
     def encode_generator_output_official(self, images: torch.Tensor) -> torch.Tensor:
         """ContraCLIP's training transform: Resize/CenterCrop, then CLIP mean/std on the raw [−1, 1] output."""
         images = self._resize(images.float())
-        return F.normalize(self.clip.encode_image((images - self.mean) / self.std), dim=-1)
+        return self._embed((images - self.mean) / self.std)
 
     def encode_texts(self, sentences: Sequence[str]) -> torch.Tensor:
         """(N, E) unit embeddings of sentences, each computed once."""
@@ -156,7 +169,7 @@ class ClipEncoder(nn.Module):
         if todo:
             device = self.mean.device
             with torch.no_grad():
-                feats = F.normalize(self.clip.encode_text(tokenize(todo).to(device)), dim=-1)
+                feats = F.normalize(self.clip.encode_text(tokenize(todo).to(device)).float(), dim=-1)
             self._text.update(zip(todo, feats, strict=True))
         return torch.stack([self._text[s] for s in sentences])
 

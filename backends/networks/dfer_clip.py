@@ -264,10 +264,16 @@ class DferClip(nn.Module):
         """Forget cached text features (call after changing the weights)."""
         self._text_cache = None
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' precision (bfloat16 on CPUs with units, see backends.device); results are float32."""
+        return self.prompt_learner.ctx.dtype
+
     def encode_frames(self, clip: torch.Tensor) -> torch.Tensor:
-        """(B, T, 3, 224, 224) pixels in [0, 1] -> (B, T, 512) frame features (unnormalised)."""
+        """(B, T, 3, 224, 224) pixels in [0, 1] -> (B, T, 512) frame features (unnormalised, float32)."""
         b, t = clip.shape[:2]
-        return self.image_encoder(clip.reshape(b * t, *clip.shape[2:])).reshape(b, t, -1)
+        frames = clip.reshape(b * t, *clip.shape[2:]).to(self.dtype)
+        return self.image_encoder(frames).float().reshape(b, t, -1)
 
     def encode_text(self) -> torch.Tensor:
         """(C, 512) unnormalised class text features, computed afresh."""
@@ -278,12 +284,12 @@ class DferClip(nn.Module):
         device = self.prompt_learner.ctx.device
         if self._text_cache is None or self._text_cache.device != device:
             with torch.no_grad():
-                self._text_cache = F.normalize(self.encode_text(), dim=-1)
+                self._text_cache = F.normalize(self.encode_text().float(), dim=-1)
         return self._text_cache
 
     def logits_from_frame_features(self, frame_features: torch.Tensor) -> torch.Tensor:
-        """(B, T, 512) frame features -> (B, C) logits, 100 * cos(video, text)."""
-        video = F.normalize(self.temporal_net(frame_features), dim=-1)
+        """(B, T, 512) frame features -> (B, C) float32 logits, 100 * cos(video, text)."""
+        video = F.normalize(self.temporal_net(frame_features.to(self.dtype)).float(), dim=-1)
         return LOGIT_SCALE * video @ self.text_features().t()
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
@@ -456,12 +462,16 @@ class ZeroShotClip(nn.Module):
         """(C, 512) normalised prompt features, cached."""
         if self._text_cache is None or self._text_cache.device != self.token_ids.device:
             with torch.no_grad():
-                self._text_cache = F.normalize(self.clip.encode_text(self.token_ids), dim=-1)
+                self._text_cache = F.normalize(self.clip.encode_text(self.token_ids).float(), dim=-1)
         return self._text_cache
 
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """(N, 3, 224, 224) in [0, 1] -> (N, 512) normalised features (CLIP normalisation applied)."""
-        return F.normalize(self.clip.encode_image((frames - self.mean) / self.std), dim=-1)
+        """(N, 3, 224, 224) in [0, 1] -> (N, 512) normalised float32 features (CLIP normalisation applied).
+
+        The CLIP may be bfloat16 (CPU policy): normalisation stays float32, the tower runs in its dtype.
+        """
+        pixels = ((frames - self.mean) / self.std).to(self.clip.visual.conv1.weight.dtype)
+        return F.normalize(self.clip.encode_image(pixels).float(), dim=-1)
 
     def logits_from_frame_features(self, frame_features: torch.Tensor) -> torch.Tensor:
         """(B, T, 512) normalised frame features -> (B, C) logits of the mean feature."""

@@ -693,6 +693,17 @@ class Generator(nn.Module):
                              "use hyperstyle_to_conv_deltas() for 3-per-block HyperStyle lists")
         return weight_deltas
 
+    def _check_precision_for(self, *inputs: torch.Tensor | None) -> None:
+        """Refuse to differentiate through a bfloat16 generator (the CPU inference copy of the device policy).
+
+        Optimising through it would follow gradients rounded to 8 bits of mantissa (FALCO's Adam steps
+        amplify far smaller differences); such code loads a float32 generator instead.
+        """
+        if self.input.input.dtype == torch.bfloat16 and _needs_grad(*inputs):
+            raise RuntimeError("This generator holds bfloat16 weights (the CPU inference copy); gradients "
+                               "through it are refused. Load a float32 one (backends.device.pinned_cpu_dtype"
+                               "('fp32') around the loader, or FACELAB_CPU_DTYPE=fp32).")
+
     def _render(self, conv_styles: Sequence[torch.Tensor], rgb_styles: Sequence[torch.Tensor],
                 noises: Sequence[torch.Tensor], weight_deltas: Sequence[torch.Tensor | None]) -> torch.Tensor:
         """Run the synthesis network from precomputed style vectors."""
@@ -720,6 +731,7 @@ class Generator(nn.Module):
         [B|1, out, in] (broadcast over the kernel taps) or [B|1, out, in, k, k].
         """
         wplus = self.to_wplus(wplus)
+        self._check_precision_for(wplus, *(weight_deltas or ()))
         noises = self._noise_list(noise, wplus.shape[0], generator)
         return self._render(self.style_vectors(wplus), self.rgb_style_vectors(wplus), noises,
                             self._check_deltas(weight_deltas))
@@ -735,6 +747,7 @@ class Generator(nn.Module):
         if len(conv_styles) != self.num_conv_layers:
             raise ValueError(f"expected {self.num_conv_layers} conv styles, got {len(conv_styles)}")
         wplus = self.to_wplus(wplus)
+        self._check_precision_for(wplus, *conv_styles)
         noises = self._noise_list(noise, wplus.shape[0], generator)
         return self._render(conv_styles, self.rgb_style_vectors(wplus), noises, [None] * self.num_conv_layers)
 

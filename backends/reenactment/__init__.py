@@ -13,10 +13,12 @@ Modules:
 * :mod:`.engine`: what every engine provides, and the engine registry (status, availability);
 * :mod:`.common`: the photo and video flows, paste-back and the CLI, written once for all engines;
 * :mod:`.vox`: the VoxCeleb models (generator, e4e, DECA) the last two engines share, loaded once;
+* :mod:`.pairs`: a list of (source, driving) pairs into a folder, resumable, locally or on Ray;
 * one module per engine, as listed above.
 
 CLI: ``python -m backends.reenactment --source S --driving D --out O [--engine E]``
-(``D`` an image or a video; ``O`` a ``.png`` or ``.mp4``).
+(``D`` an image or a video; ``O`` a ``.png`` or ``.mp4``);
+``python -m backends.reenactment --pairs LIST.csv --out FOLDER [--ray auto]`` for a list.
 """
 
 from __future__ import annotations

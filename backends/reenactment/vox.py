@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .. import memory
-from ..device import get_device, gpu_task
+from ..device import get_device, get_dtype, gpu_task
 from ..face import AlignedFace, align_vox, detect_largest, face_landmarks68, map_points, prepare_face
 from ..inversion import LRUCache, content_hash, tensor_to_pil
 from ..media import ImageSource, load_image
@@ -44,28 +44,31 @@ VOX_WEIGHTS = ("stylegan2_vox256", "e4e_voxceleb", "deca_model", "fan68")
 class VoxModels:
     generator: Generator
     encoder: E4EInverter
-    mean_latent: torch.Tensor  # [1, 512]
+    mean_latent: torch.Tensor  # [1, 512], in ``dtype``
     standin: bool
     device: torch.device
+    dtype: torch.dtype = torch.float32  # the device policy's (bfloat16 on CPUs with units); outputs are float32
 
 
 @memory.managed("VoxCeleb G-256 + e4e")
 @functools.lru_cache(maxsize=1)
-def _cached_vox(standin: bool, device: str) -> VoxModels:
+def _cached_vox(standin: bool, device: str, dtype: torch.dtype = torch.float32) -> VoxModels:
     g = load_checkpoint("stylegan2_vox256")
     e = load_checkpoint("e4e_voxceleb")
     generator = load_rosinality_checkpoint(g.obj, size=256, channel_multiplier=1, device=device)
     encoder = load_e4e_voxceleb_checkpoint(e.obj).to(device)
     used_standin = g.standin or e.standin
     del g, e
-    with torch.inference_mode():
-        mean_latent = generator.mean_latent(MEAN_LATENT_SAMPLES, seed=MEAN_LATENT_SEED)
-    return VoxModels(generator, encoder, mean_latent, used_standin, torch.device(device))
+    with torch.inference_mode():  # averaged in float32, then cast with the models
+        mean_latent = generator.mean_latent(MEAN_LATENT_SAMPLES, seed=MEAN_LATENT_SEED).to(dtype)
+    generator, encoder = generator.to(dtype=dtype), encoder.to(dtype=dtype)
+    return VoxModels(generator, encoder, mean_latent, used_standin, torch.device(device), dtype)
 
 
 def get_vox_models() -> VoxModels:
     """G-256 (VoxCeleb), its e4e and the truncation centre, loaded on first use and kept."""
-    return _cached_vox(standin_enabled(), str(get_device()))
+    device = get_device()
+    return _cached_vox(standin_enabled(), str(device), get_dtype(device, network="stylegan2_vox256"))
 
 
 @memory.managed("DECA encoder")
@@ -146,7 +149,7 @@ def prepare_video_frame(frame: np.ndarray, landmarks: np.ndarray, box: np.ndarra
 @gpu_task(duration=30)
 def encode(models: VoxModels, crop: torch.Tensor) -> torch.Tensor:
     """Raw VoxCeleb e4e codes [1, 14, 512] (float32, CPU) of a crop tensor in [-1, 1]."""
-    return models.encoder.invert(crop.to(models.device)).float().cpu()
+    return models.encoder.invert(crop.to(device=models.device, dtype=models.dtype)).float().cpu()
 
 
 def deca_of(face: VoxFace) -> tuple[DecaOutput, torch.Tensor]:
@@ -169,9 +172,10 @@ def render_on_device(wplus: torch.Tensor, psi: float, weight_deltas=None) -> tor
     """:func:`render` without the GPU seam, for engine steps that are already inside one."""
     models = get_vox_models()
     with torch.inference_mode():
-        deltas = None if weight_deltas is None else [None if d is None else d.to(models.device) for d in weight_deltas]
-        image = models.generator(wplus.to(models.device), truncation=psi, truncation_latent=models.mean_latent,
-                                 weight_deltas=deltas)
+        deltas = None if weight_deltas is None else [
+            None if d is None else d.to(device=models.device, dtype=models.dtype) for d in weight_deltas]
+        image = models.generator(wplus.to(device=models.device, dtype=models.dtype), truncation=psi,
+                                 truncation_latent=models.mean_latent, weight_deltas=deltas)
         return image.float().cpu()
 
 
