@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import memory
 from ..device import get_device, gpu_task
 from ..standin import standin_enabled
 from ..weights import load_checkpoint
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 FAN_KEY = "fan68"
 
 
+@memory.managed("2DFAN-4 68 landmarks (VoxCeleb engines)")
 @functools.lru_cache(maxsize=1)
 def _cached_fan(standin: bool, device: str) -> FAN:
     from ..networks.fan68 import load_fan68_checkpoint
