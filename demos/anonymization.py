@@ -35,15 +35,16 @@ options gives the times measured on this server as it runs, and **Stop** ends a 
 pool face); closing the page stops it too. Roughly frontal, unoccluded faces work best; the inversion is shown so
 you can judge it.
 """
-# bench/bench_falco.py --end-to-end (stand-in weights of real size, 2 CPU cores shared with other jobs, load
-# average about 10). Re-run it on the target machine and update these figures.
+# bench/bench_falco.py --end-to-end (stand-in weights of real size, 2 CPU cores shared with other jobs; the
+# first photo ran at load average 5, the second at about 1; at load 10+ the same run took 21 and 10 min).
+# Re-run it on the target machine and update these figures.
 MEASURED_CPU = (
     "Measured on two CPU cores shared with other jobs, with the defaults ({cpu_pool} fakes, {cpu_steps} steps): "
     "the first photo took {first} ({per_fake} per fake, {first_step} per step), the next one {later} "
-    "({later_step} per step); two quiet cores run a step in about 4 s."
+    "({later_step} per step)."
 )
-MEASURED_CPU_FIGURES = {"first": "21 min", "later": "10 min", "per_fake": "17 s", "first_step": "46 s",
-                        "later_step": "30 s"}
+MEASURED_CPU_FIGURES = {"first": "6 min", "later": "104 s", "per_fake": "4 s", "first_step": "14 s",
+                        "later_step": "5 s"}
 
 
 CPU_STEPS = 20
