@@ -1,0 +1,210 @@
+"""The shared metrics (backends/metrics.py) against independent computations."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy.spatial.transform import Rotation
+
+from backends import metrics
+from backends.networks import clip as clip_net
+from backends.networks import irse
+from backends.standin import Init, seeded_tensor
+from tests.fixture_utils import family_dir, load_case, seeded
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+@pytest.fixture(scope="module")
+def arcface() -> irse.Backbone:
+    """IR-SE50 with the parity fixture's seeded weights (the stand-in recipe), frozen."""
+    return irse.load_arcface_checkpoint(irse.standin_checkpoint_ir_se50()).eval().requires_grad_(False)
+
+
+def _noise_image(seed: int, size: int = 256) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def test_identity_embedding_is_the_official_falco_identity_path(arcface: irse.Backbone) -> None:
+    """On the fixture's seeded weights, the metric's embedding equals FALCO's official ``IDLoss`` output."""
+    manifest = seeded().load_manifest(family_dir("arcface_irse50") / "manifest.json")
+    net = irse.load_arcface_checkpoint(seeded().seeded_state_dict(manifest, base_seed=0)).eval()
+    case = load_case("arcface_irse50", "case_b_falco_idpath256.npz")
+    emb = metrics.identity_embedding(torch.from_numpy(case["x_pm1"]), net)
+    np.testing.assert_allclose(emb.numpy(), case["embedding_pm1"], atol=2e-5, rtol=0)
+
+
+def test_identity_cosine_equals_a_direct_forward_and_cosine(arcface: irse.Backbone) -> None:
+    a, b = _noise_image(1), _noise_image(2)
+
+    def direct(image: Image.Image) -> torch.Tensor:  # written out: [-1, 1], face crop, pool to 112, forward
+        x = torch.tensor(np.asarray(image), dtype=torch.float32).permute(2, 0, 1)[None] / 127.5 - 1
+        x = F.adaptive_avg_pool2d(x[:, :, 35:223, 32:220], 112)
+        with torch.no_grad():
+            e = arcface.embed_prenorm(x)[0].double()
+        return e / e.norm()
+
+    expected = float(direct(a) @ direct(b))
+    got = metrics.identity_cosine(a, b, aligned=True, net=arcface)
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert metrics.identity_cosine(a, a, aligned=True, net=arcface) == pytest.approx(1.0, abs=1e-6)
+    assert abs(expected - 1.0) > 1e-3  # two different images really differ
+
+
+def test_identity_of_a_photo_aligns_the_detected_face(arcface: irse.Backbone) -> None:
+    photo = Image.open(ASSETS / "astronaut.png").convert("RGB")
+    crop = metrics.identity_crop(photo)
+    assert crop.how == "detected" and tuple(crop.tensor.shape) == (1, 3, 256, 256)
+    # the documented preprocessing: the detector's 5 landmarks -> FFHQ alignment at 256 -> [-1, 1]
+    from backends.face import align_ffhq
+    from backends.face.detect import detect_faces
+
+    rgb = np.array(photo)
+    expected = np.asarray(align_ffhq(rgb, detect_faces(rgb)[0].landmarks, 256).image, dtype=np.float32) / 127.5 - 1
+    np.testing.assert_allclose(crop.tensor[0].permute(1, 2, 0).numpy(), expected, atol=1e-6)
+    assert metrics.identity_crop(_noise_image(3)).how == "as given"
+
+
+def test_identity_curve_starts_at_one(arcface: irse.Backbone) -> None:
+    images = [_noise_image(s) for s in (4, 4, 5)]
+    curve = metrics.identity_curve(images, net=arcface)
+    assert curve[0] == pytest.approx(1.0, abs=1e-6) and curve[1] == pytest.approx(1.0, abs=1e-6)
+    assert curve[2] == pytest.approx(metrics.identity_cosine(images[0], images[2], aligned=True, net=arcface),
+                                     abs=1e-5)
+
+
+# --------------------------------------------------------------------------- re-identification
+
+
+def test_reidentification_ranks_an_unchanged_face_first(arcface: irse.Backbone) -> None:
+    original = _noise_image(10)
+    decoys = torch.cat([metrics.identity_embedding(metrics.identity_crop(_noise_image(s), aligned=True).tensor,
+                                                   arcface) for s in (11, 12, 13)])
+    q = metrics.identity_embedding(metrics.identity_crop(original, aligned=True).tensor, arcface)
+    same = metrics.reidentification(q, q, decoys)
+    assert (same.rank, same.of, same.reidentified) == (1, 4, True)
+    assert same.text() == "re-identified: yes (rank 1 of 4)"
+    # an "anonymized" face that is one of the decoys' twins ranks behind the closer ones
+    far = decoys[int(torch.argmin(decoys @ q[0]))]
+    moved = metrics.reidentification(q, far, decoys)
+    assert moved.rank == 1 + int((decoys @ q[0] >= float(far @ q[0])).sum()) and moved.rank > 1
+    assert not moved.reidentified and "no (rank" in moved.text()
+
+
+def test_reidentification_by_hand() -> None:
+    q = torch.tensor([1.0, 0.0])
+    decoys = torch.tensor([[0.0, 1.0], [0.8, 0.6], [0.6, 0.8]])
+    assert metrics.reidentification(q, torch.tensor([0.7, math.sqrt(1 - 0.49)]), decoys).rank == 2
+    assert metrics.reidentification(q, torch.tensor([0.9, math.sqrt(1 - 0.81)]), decoys).rank == 1
+    assert metrics.reidentification(q, torch.tensor([0.8, 0.6]), decoys).rank == 2  # a tie is not a win
+    assert metrics.reidentification(q, q, torch.empty(0, 2)).of == 1
+
+
+# --------------------------------------------------------------------------- pose and expression
+
+
+@pytest.mark.parametrize("ypr", [(20.0, 0.0, 0.0), (0.0, -15.0, 0.0), (0.0, 0.0, 10.0), (35.0, -12.0, 7.5)])
+def test_yaw_pitch_roll_of_axis_angle_matches_scipy(ypr: tuple[float, float, float]) -> None:
+    rotvec = Rotation.from_euler("YXZ", ypr, degrees=True).as_rotvec()  # intrinsic Ry·Rx·Rz, independently
+    got = metrics.yaw_pitch_roll(metrics.axis_angle_to_matrix(torch.tensor(rotvec)))
+    np.testing.assert_allclose(got.numpy(), ypr, atol=1e-9)
+    np.testing.assert_allclose(metrics.axis_angle_to_matrix(torch.tensor(rotvec)).numpy(),
+                               Rotation.from_rotvec(rotvec).as_matrix(), atol=1e-12)
+
+
+def test_pose_error_of_a_known_yaw_and_of_a_face_with_itself() -> None:
+    exp = torch.linspace(-1, 1, 50)
+    front = metrics.FacePose.from_params(exp, torch.zeros(6))
+    turned_pose = torch.zeros(6)
+    turned_pose[1] = math.radians(20.0)  # axis-angle about y: a 20° yaw
+    turned_pose[3] = math.radians(12.0)  # jaw opens by 12°
+    turned = metrics.FacePose.from_params(exp + 0.5, turned_pose)
+    same = metrics.pose_errors(front, front)
+    assert same["pose_error"] == 0 and same["expression_error"] == 0 and same["jaw_error"] == 0
+    err = metrics.pose_errors(front, turned)
+    assert err["yaw_error"] == pytest.approx(20.0, abs=1e-5)
+    assert err["pitch_error"] == pytest.approx(0.0, abs=1e-5) and err["roll_error"] == pytest.approx(0.0, abs=1e-5)
+    assert err["pose_error"] == pytest.approx(20.0 / 3, abs=1e-5)
+    assert err["expression_error"] == pytest.approx(0.5, abs=1e-6)
+    assert err["jaw_error"] == pytest.approx(12.0, abs=1e-5)
+
+
+def test_pose_error_wraps_around() -> None:
+    a = metrics.FacePose((179.0, 0.0, -179.0), 0.0, np.zeros(50))
+    b = metrics.FacePose((-179.0, 0.0, 179.0), 0.0, np.zeros(50))
+    err = metrics.pose_errors(a, b)
+    assert err["yaw_error"] == pytest.approx(2.0) and err["roll_error"] == pytest.approx(2.0)
+
+
+def test_face_pose_of_one_photo_twice_is_zero_error() -> None:
+    from backends.networks.deca import load_deca_encoder, standin_checkpoint_deca
+
+    net = load_deca_encoder(standin_checkpoint_deca()).eval()
+    photo = Image.open(ASSETS / "astronaut.png").convert("RGB")
+    a, b = metrics.face_pose(photo, net=net), metrics.face_pose(photo.copy(), net=net)
+    assert a.how == "detected" and a.expression.shape == (50,)
+    assert metrics.pose_errors(a, b)["pose_error"] == 0.0
+    # the numbers are DECA's own: its exp slice and the global rotation converted independently (scipy)
+    from backends.face.align import landmark_box_from_face
+    from backends.face.detect import detect_faces
+    from backends.networks.deca import deca_box_matrix, deca_crop
+
+    rgb = np.asarray(photo)
+    box = landmark_box_from_face(detect_faces(rgb)[0].box)
+    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        params = net(deca_crop(x, deca_box_matrix(*box))).params[0].double()
+    np.testing.assert_allclose(a.expression, params[150:200].numpy(), atol=1e-6)
+    ypr = Rotation.from_rotvec(params[200:203].numpy()).as_euler("YXZ", degrees=True)
+    np.testing.assert_allclose(a.yaw_pitch_roll, ypr, atol=1e-4)
+    assert a.jaw_opening == pytest.approx(math.degrees(float(params[203])), abs=1e-4)
+
+
+# --------------------------------------------------------------------------- pixels and CLIP
+
+
+def test_psnr_identical_is_inf_and_constant_offset_is_known() -> None:
+    a = np.full((8, 8, 3), 100, dtype=np.uint8)
+    assert metrics.psnr(a, a) == math.inf
+    assert metrics.psnr(a, a + 10) == pytest.approx(10 * math.log10(255**2 / 100), abs=1e-12)  # 28.13 dB
+    with pytest.raises(metrics.InputError):
+        metrics.psnr(a, np.zeros((4, 4, 3), np.uint8))
+
+
+def test_clip_similarity_equals_direct_cosines() -> None:
+    tiny = clip_net.TinyClipConfig()
+    model = clip_net.build_clip(tiny=tiny)
+    state = {k: seeded_tensor(k, tuple(v.shape), Init("normal", 0.05)) for k, v in model.state_dict().items()}
+    model = clip_net.load_clip(state, tiny=tiny)
+    encoder = clip_net.ClipEncoder(model)
+    image = _noise_image(20, 48)
+    words = ["cat", "Van Gogh", "portrait"]
+    got = metrics.clip_similarity(image, words, template="a painting by {}", encoder=encoder)
+    x = torch.tensor(np.asarray(image), dtype=torch.float32).permute(2, 0, 1)[None] / 255
+    x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+    mean, std = torch.tensor(clip_net.CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(clip_net.CLIP_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        img = F.normalize(model.encode_image((x - mean) / std), dim=-1)[0]
+        text = F.normalize(model.encode_text(clip_net.tokenize([f"a painting by {w}" for w in words])), dim=-1)
+    assert list(got) == words
+    np.testing.assert_allclose(list(got.values()), (text @ img).numpy(), atol=1e-5)
+
+
+def test_present_flags_standin_numbers_and_directions() -> None:
+    shown = metrics.present({"identity_cosine": 0.5, "pose_error": 3.0}, standin=True)
+    assert shown["identity_cosine"]["better"] == "higher is better"
+    assert shown["pose_error"]["better"] == "lower is better" and shown["pose_error"]["unit"] == "°"
+    assert all(not v["meaningful"] and v["note"] == metrics.NOT_MEANINGFUL for v in shown.values())
+    assert metrics.present({"psnr": 30.0}, standin=False)["psnr"]["meaningful"] is True
+    for info in metrics.METRICS.values():
+        assert info.description.endswith(".") and info.description.count(". ") == 0  # one sentence each
