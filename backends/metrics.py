@@ -77,6 +77,12 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in (
     MetricInfo("pose_error", "Head-pose error",
                "Mean absolute difference of DECA's yaw, pitch and roll between the two faces, in degrees.", False,
                "°"),
+    MetricInfo("yaw_error", "Yaw error", "Absolute difference of DECA's head yaw (turning left/right), in degrees.",
+               False, "°"),
+    MetricInfo("pitch_error", "Pitch error", "Absolute difference of DECA's head pitch (nodding), in degrees.",
+               False, "°"),
+    MetricInfo("roll_error", "Roll error", "Absolute difference of DECA's head roll (tilting), in degrees.",
+               False, "°"),
     MetricInfo("expression_error", "Expression error",
                "Mean absolute difference of DECA's 50 FLAME expression coefficients between the two faces.", False),
     MetricInfo("jaw_error", "Jaw-opening error",
@@ -94,13 +100,16 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in (
 
 
 def present(values: dict[str, Any], *, standin: bool) -> dict[str, Any]:
-    """Metric values as the UI and the API show them: each with its description, direction and meaning flag."""
+    """Metric values as the UI and the API show them: each with its direction, unit and meaning flag.
+
+    The one-sentence descriptions are given once per panel by :func:`about`.
+    """
     out: dict[str, Any] = {}
     for key, value in values.items():
         info = METRICS.get(key)
-        entry: dict[str, Any] = {"value": value}
+        entry: dict[str, Any] = {"value": _rounded(value)}
         if info is not None:
-            entry.update(name=info.name, description=info.description, better=info.better)
+            entry["better"] = info.better
             if info.unit:
                 entry["unit"] = info.unit
         entry["meaningful"] = not standin
@@ -108,6 +117,20 @@ def present(values: dict[str, Any], *, standin: bool) -> dict[str, Any]:
             entry["note"] = NOT_MEANINGFUL
         out[key] = entry
     return out
+
+
+def about(keys: Sequence[str]) -> dict[str, str]:
+    """``{name: description (direction)}`` of the registered metrics among ``keys``, for the panel's legend."""
+    return {METRICS[k].name: f"{METRICS[k].description} ({METRICS[k].better})" for k in dict.fromkeys(keys)
+            if k in METRICS}
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float) and math.isfinite(value):
+        return round(value, 4)
+    if isinstance(value, float):
+        return "inf" if value > 0 else ("-inf" if value < 0 else "nan")  # JSON has no infinities
+    return value
 
 
 # --------------------------------------------------------------------------- networks, loaded once
@@ -200,12 +223,24 @@ def identity_embedding(crop: torch.Tensor, net: irse.Backbone | None = None) -> 
         return irse.falco_identity_embedding(crop.to(device, torch.float32), net).float().cpu()
 
 
+def identity_pair(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray, *, aligned: bool = False,
+                  net: irse.Backbone | None = None) -> tuple[float, str]:
+    """CSIM of the faces of ``a`` and ``b`` and how they were cropped.
+
+    Both faces are read the same way: detected and aligned when a face is found in each, else both taken
+    as given (two crops in one frame, such as a source crop and its reenactment, stay comparable).
+    """
+    ca, cb = identity_crop(a, aligned=aligned), identity_crop(b, aligned=aligned)
+    if ca.how != cb.how:
+        ca, cb = identity_crop(a, aligned=True), identity_crop(b, aligned=True)
+    ea, eb = identity_embedding(ca.tensor, net), identity_embedding(cb.tensor, net)
+    return float((ea * eb).sum()), ca.how
+
+
 def identity_cosine(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray, *, aligned: bool = False,
                     net: irse.Backbone | None = None) -> float:
     """CSIM: the cosine of the ArcFace embeddings of the faces of ``a`` and ``b``."""
-    ea = identity_embedding(identity_crop(a, aligned=aligned).tensor, net)
-    eb = identity_embedding(identity_crop(b, aligned=aligned).tensor, net)
-    return float((ea * eb).sum())
+    return identity_pair(a, b, aligned=aligned, net=net)[0]
 
 
 def identity_curve(images: Sequence[Image.Image], reference: int = 0, *, aligned: bool = True,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import gradio as gr
 
 from backends.results import results_dir, seal
+from backends.runcard import write_card
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, review_panel, show_notices, user_errors
 
 ABOUT = """
 ### Reenactment · StyleMask, HyperReenact, GAN directions
@@ -66,9 +67,21 @@ def reenact_image(
     folder = results_dir("reenactment")  # made only now that there is a result to keep
     png = folder / "reenacted.png"
     res.final.save(png)
+    card = write_card(res.run_card, folder, {"final": png.name})  # the reviewer's run card, beside the PNG
     seal(folder)
     before = res.source_aligned.resize(res.result.size)
-    return res.final, (before, res.result), res.stages(), str(png), res.to_dict()
+    return res.final, (before, res.result), res.stages(), str(png), res.to_dict(), (res, str(card))
+
+
+@user_errors
+def review_photo(last: tuple | None):
+    """The papers' metrics of the last photo result and its run card; runs after the result is shown."""
+    from backends.reenactment.common import photo_metrics
+
+    if not last:
+        return {"note": "Reenact a photo first: the metrics of its result appear here."}, None
+    res, card = last
+    return photo_metrics(res), card
 
 
 @user_errors
@@ -152,6 +165,7 @@ def build() -> None:
                     )
                     slider = gr.ImageSlider(label="Before / after (source crop vs result)", interactive=False)
                     png = gr.File(label="Download PNG", interactive=False)
+                    review, card_file, last_photo = review_panel()
                 with gr.Tab("Video result", id="video"):
                     comparison = gr.Video(label="Source | driving | result", interactive=False)
                     result_video = gr.Video(label="Result", interactive=False)
@@ -172,10 +186,10 @@ def build() -> None:
     run_image.click(
         reenact_image,
         [source, driving, *options],
-        [result, slider, stages, png, details],
+        [result, slider, stages, png, details, last_photo],
         api_name="reenact_image",
         **GPU_EVENT,
-    )
+    ).success(review_photo, [last_photo], [review, card_file], api_name="reenact_image_metrics", **GPU_EVENT)
     run_video.click(
         reenact_video,
         [source, video, *options],

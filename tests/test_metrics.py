@@ -201,10 +201,14 @@ def test_clip_similarity_equals_direct_cosines() -> None:
 
 
 def test_present_flags_standin_numbers_and_directions() -> None:
-    shown = metrics.present({"identity_cosine": 0.5, "pose_error": 3.0}, standin=True)
-    assert shown["identity_cosine"]["better"] == "higher is better"
+    shown = metrics.present({"identity_cosine": 0.123456, "pose_error": 3.0, "psnr": math.inf}, standin=True)
+    assert shown["identity_cosine"]["better"] == "higher is better" and shown["identity_cosine"]["value"] == 0.1235
     assert shown["pose_error"]["better"] == "lower is better" and shown["pose_error"]["unit"] == "°"
+    assert shown["psnr"]["value"] == "inf"  # JSON has no infinity
     assert all(not v["meaningful"] and v["note"] == metrics.NOT_MEANINGFUL for v in shown.values())
     assert metrics.present({"psnr": 30.0}, standin=False)["psnr"]["meaningful"] is True
+    legend = metrics.about(["identity_cosine", "pose_error", "not_a_metric"])
+    assert list(legend) == ["Identity (CSIM)", "Head-pose error"] and legend["Head-pose error"].endswith(
+        "(lower is better)")
     for info in metrics.METRICS.values():
         assert info.description.endswith(".") and info.description.count(". ") == 0  # one sentence each

@@ -107,6 +107,7 @@ class ReenactResult:
     extras: dict[str, Any] = field(default_factory=dict)
     driving_caption: str = "Driving inversion"
     seconds: float = 0.0
+    run_card: dict[str, Any] = field(default_factory=dict)  # backends.runcard: what re-runs this result
 
     @property
     def final(self) -> Image.Image:
@@ -140,6 +141,7 @@ class ReenactResult:
             "seconds": round(self.seconds, 2),
             "standin": self.standin,
             "notices": list(self.notices),
+            "run_card": self.run_card,
         }
 
 
@@ -176,7 +178,7 @@ def reenact_images(
     if standin:
         notices.append(_standin_notice(eng, "images"))
     driving_preview, caption = eng.driving_preview(drv, truncate)
-    return ReenactResult(
+    result = ReenactResult(
         source_aligned=src.aligned.image,
         driving_aligned=drv.aligned.image,
         source_inversion=eng.source_preview(src, truncate),
@@ -191,6 +193,79 @@ def reenact_images(
         driving_caption=caption,
         seconds=time.perf_counter() - start,
     )
+    result.run_card = photo_run_card(result, source, driving, truncate=truncate, paste_back=paste_back,
+                                     already_aligned=already_aligned, weights=eng.weights)
+    return result
+
+
+# --------------------------------------------------------------------------- reviewer view: card and metrics
+
+
+def photo_run_card(res: ReenactResult, source: ImageSource, driving: ImageSource, *, truncate: bool,
+                   paste_back: bool, already_aligned: bool, weights: Sequence[str]) -> dict[str, Any]:
+    """The run card of a photo reenactment (:mod:`backends.runcard`); ``python -m backends.replay`` re-runs it."""
+    from .. import runcard
+
+    return runcard.make_card(
+        method="reenactment", engine=res.engine, replay="backends.reenactment.common:reenact_images",
+        inputs={"source": source, "driving": driving},
+        settings={"engine": res.engine, "truncate": bool(truncate), "paste_back": bool(paste_back),
+                  "already_aligned": bool(already_aligned)},
+        seeds={"mean_latent_seed": 0, "note": "no random draws per request: the result depends on the inputs only"},
+        weights=weights, standin=res.standin, timings={"seconds": res.seconds},
+        outputs={"final": res.final}, output_attr={"final": "final"},
+    )
+
+
+def photo_metrics(res: ReenactResult) -> dict[str, Any]:
+    """The papers' metrics of a photo reenactment (:mod:`backends.metrics`), computed after the result.
+
+    Identity (CSIM) source↔result; head-pose, expression and jaw errors driving↔result, with driving↔source
+    as the baseline (how far the engine had to move the face); PSNR result↔driving only for a
+    self-reenactment (the same photo as source and driving). A metric whose network is missing is listed
+    under ``unavailable`` with the reason.
+    """
+    from .. import metrics
+    from ..errors import MissingWeightsError
+    from ..inversion import content_hash
+
+    start = time.perf_counter()
+    values: dict[str, Any] = {}
+    baseline: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
+    how: dict[str, str] = {}
+    standin = res.standin
+    try:
+        net, net_standin = metrics.arcface()
+        standin = standin or net_standin
+        values["identity_cosine"], how["identity"] = metrics.identity_pair(res.source_aligned, res.result, net=net)
+    except MissingWeightsError as exc:
+        unavailable["identity_cosine"] = str(exc)
+    try:
+        from .vox import get_deca  # the DECA the VoxCeleb engines already hold
+
+        deca = get_deca()
+        poses = {name: metrics.face_pose(image, net=deca) for name, image in
+                 (("source", res.source_aligned), ("driving", res.driving_aligned), ("result", res.result))}
+        values.update(metrics.pose_errors(poses["driving"], poses["result"]))
+        baseline = metrics.pose_errors(poses["driving"], poses["source"])
+        how.update({f"pose_{k}": p.how for k, p in poses.items()})
+    except MissingWeightsError as exc:
+        unavailable["pose_error"] = str(exc)
+    if content_hash(np.asarray(res.source_aligned)) == content_hash(np.asarray(res.driving_aligned)):
+        target = res.driving_aligned.resize(res.result.size, Image.Resampling.LANCZOS)
+        values["psnr"] = metrics.psnr(res.result, target)
+    else:
+        unavailable["psnr"] = "only for a self-reenactment (the same photo as source and driving)"
+    unavailable["lpips"] = "not offered: the lpips package downloads its backbone weights, which Face Lab never does"
+    return {
+        "result": metrics.present(values, standin=standin),
+        "baseline_driving_vs_source": metrics.present(baseline, standin=standin),
+        "faces": how,
+        "about": metrics.about([*values, *baseline]),
+        "unavailable": unavailable,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
 
 
 # --------------------------------------------------------------------------- video reenactment

@@ -1,0 +1,152 @@
+"""Run cards and replay: what a card records, and that replaying it reproduces (or measures) the output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from backends import replay, runcard
+from backends.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = REPO / "assets"
+
+
+# --------------------------------------------------------------------------- the card and the comparison, small
+
+
+def _picture(offset: int = 0) -> Image.Image:
+    arr = (np.arange(16 * 16 * 3, dtype=np.int64).reshape(16, 16, 3) % 200 + offset).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def _fake_method(source: str, *, offset: int = 0, bump: int = 0) -> SimpleNamespace:
+    """A stand-in for a tab's photo function: a picture made from the settings (``bump`` changes one pixel)."""
+    img = np.asarray(_picture(offset)).copy()
+    img[3, 4, 1] += bump
+    return SimpleNamespace(final=Image.fromarray(img))
+
+
+@pytest.fixture()
+def fake_card(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    import backends.reenactment.common as common
+
+    monkeypatch.setattr(common, "fake_method_for_test", _fake_method, raising=False)
+    source = tmp_path / "in.png"
+    _picture(7).save(source)
+    out = _fake_method(str(source), offset=5).final
+    card = runcard.make_card(
+        method="test", engine="none", replay="backends.reenactment.common:fake_method_for_test",
+        inputs={"source": str(source)}, settings={"offset": 5}, seeds={}, weights=["ir_se50"], standin=True,
+        timings={"seconds": 0.5}, outputs={"final": out}, output_attr={"final": "final"},
+    )
+    folder = tmp_path / "result"
+    folder.mkdir()
+    out.save(folder / "out.png")
+    return runcard.write_card(card, folder, {"final": "out.png"}), source
+
+
+def test_card_records_inputs_weights_versions_and_output_pixels(fake_card: tuple[Path, Path]) -> None:
+    path, source = fake_card
+    card = json.loads(path.read_text())
+    assert card["inputs"]["source"] == {"kind": "file", "name": "in.png",
+                                        "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    assert card["weights"] == {"ir_se50": "stand-in"} and card["standin"] is True
+    import torch
+
+    assert card["packages"]["torch"] == torch.__version__
+    assert card["device"] and card["dtype"] == "float32" and card["threads"] >= 1
+    arr = np.asarray(_fake_method("", offset=5).final)
+    expected = hashlib.sha256(f"{arr.shape}|{arr.dtype}|".encode() + arr.tobytes()).hexdigest()
+    assert card["outputs"]["final"] == {"size": [16, 16], "pixels_sha256": expected, "file": "out.png"}
+
+
+def test_replay_of_an_unchanged_run_is_identical(fake_card: tuple[Path, Path]) -> None:
+    path, source = fake_card
+    report = replay.replay(path, [source])
+    assert report.identical and report.input_mismatches == []
+    assert report.outputs[0].max_pixel_diff == 0 and "bit-identical" in report.text()
+
+
+def test_replay_measures_the_largest_pixel_difference(fake_card: tuple[Path, Path]) -> None:
+    path, source = fake_card
+    card = json.loads(path.read_text())
+    card["settings"]["bump"] = 9  # one channel of one pixel moves by 9 levels
+    path.write_text(json.dumps(card))
+    report = replay.replay(path, [source])
+    check = report.outputs[0]
+    assert not report.identical and check.max_pixel_diff == 9
+    assert check.psnr == pytest.approx(10 * math.log10(255**2 / (81 / (16 * 16 * 3))), abs=1e-9)
+    (path.parent / "out.png").unlink()  # without the file only the digest can be compared
+    gone = replay.replay(path, [source]).outputs[0]
+    assert not gone.identical and gone.max_pixel_diff is None and "not beside it" in gone.text()
+
+
+def test_replay_names_a_changed_input_and_a_wrong_count(fake_card: tuple[Path, Path], tmp_path: Path) -> None:
+    path, _ = fake_card
+    other = tmp_path / "other.png"
+    _picture(8).save(other)
+    report = replay.replay(path, [other])
+    assert report.input_mismatches and report.input_mismatches[0].startswith("source (other.png")
+    assert replay.main([str(path)]) == 2  # the card needs one input
+
+
+def test_read_card_refuses_other_json(tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text('{"hello": 1}')
+    with pytest.raises(InputError, match="run card"):
+        runcard.read_card(bad)
+
+
+def test_weight_record_of_a_real_file_uses_the_known_sha256() -> None:
+    from backends.weights import find_local, get_entry, sha256_of
+
+    path = find_local("yunet")
+    if path is None:
+        pytest.skip("YuNet weights not found")
+    record = runcard.weight_record("yunet", standin=False)
+    assert record["file"] == get_entry("yunet").filename and record["sha256"] == sha256_of(path)
+    assert record["from"] == "registry"
+
+
+# --------------------------------------------------------------------------- a real photo result, replayed
+
+
+def test_reenactment_photo_card_replays_bit_identically_in_a_new_process(tmp_path: Path) -> None:
+    """GAN directions (the smallest engine, 256 px) on stand-in weights: the card written beside the PNG
+    re-runs in a fresh process through ``python -m backends.replay`` and matches bit for bit."""
+    from backends.reenactment.common import reenact_images
+    from backends.standin import enable_standin
+
+    source, driving = ASSETS / "astronaut.png", ASSETS / "camera.png"
+    enable_standin(True)
+    try:
+        res = reenact_images(str(source), str(driving), engine="gan_directions")
+    finally:
+        enable_standin(False)
+    res.final.save(tmp_path / "reenacted.png")
+    card = runcard.write_card(res.run_card, tmp_path, {"final": "reenacted.png"})
+    data = json.loads(card.read_text())
+    assert data["settings"] == {"engine": "gan_directions", "truncate": True, "paste_back": False,
+                                "already_aligned": False}
+    assert set(data["weights"]) == {"stylegan2_vox256", "e4e_voxceleb", "deca_model", "gan_directions_vox",
+                                    "gan_directions_ranges"} and set(data["weights"].values()) == {"stand-in"}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("FACELAB_STAND_IN", None)  # the card itself switches stand-ins on
+    run = subprocess.run([sys.executable, "-m", "backends.replay", str(card), str(source), str(driving),
+                          "--json", str(tmp_path / "report.json")], capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["identical"] and report["outputs"][0]["max_pixel_diff"] == 0
+    assert "IDENTICAL" in run.stdout
