@@ -122,30 +122,45 @@ def test_weight_record_of_a_real_file_uses_the_known_sha256() -> None:
 # --------------------------------------------------------------------------- a real photo result, replayed
 
 
-def test_reenactment_photo_card_replays_bit_identically_in_a_new_process(tmp_path: Path) -> None:
-    """GAN directions (the smallest engine, 256 px) on stand-in weights: the card written beside the PNG
-    re-runs in a fresh process through ``python -m backends.replay`` and matches bit for bit."""
-    from backends.reenactment.common import reenact_images
-    from backends.standin import enable_standin
+def test_reenactment_photo_api_gives_metrics_and_a_card_that_replays_bit_identically(tmp_path: Path) -> None:
+    """Through the app's API on stand-in weights (GAN directions: the smallest engine, 256 px): the result's
+    details carry the run card, the chained /reenact_image_metrics gives the metrics and the card file, and
+    that card re-runs in a fresh process (``python -m backends.replay``) bit for bit."""
+    from gradio_client import Client, handle_file
 
+    from tests.app_server import running_app
+    from tests.conftest import SHARED_WEIGHTS
+
+    if not SHARED_WEIGHTS.is_dir():
+        pytest.skip(f"YuNet weights not found at {SHARED_WEIGHTS}")
     source, driving = ASSETS / "astronaut.png", ASSETS / "camera.png"
-    enable_standin(True)
-    try:
-        res = reenact_images(str(source), str(driving), engine="gan_directions")
-    finally:
-        enable_standin(False)
-    res.final.save(tmp_path / "reenacted.png")
-    card = runcard.write_card(res.run_card, tmp_path, {"final": "reenacted.png"})
-    data = json.loads(card.read_text())
-    assert data["settings"] == {"engine": "gan_directions", "truncate": True, "paste_back": False,
+    with running_app(standin=True) as url:
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        *_, png, details = client.predict(handle_file(source), handle_file(driving), "gan_directions", True, False,
+                                          api_name="/reenact_image")
+        review, card_path = client.predict(api_name="/reenact_image_metrics")  # same session: the last result
+    card = json.loads(Path(card_path).read_text())
+    assert details["run_card"]["outputs"]["final"]["pixels_sha256"] == card["outputs"]["final"]["pixels_sha256"]
+    assert card["settings"] == {"engine": "gan_directions", "truncate": True, "paste_back": False,
                                 "already_aligned": False}
-    assert set(data["weights"]) == {"stylegan2_vox256", "e4e_voxceleb", "deca_model", "gan_directions_vox",
-                                    "gan_directions_ranges"} and set(data["weights"].values()) == {"stand-in"}
+    assert set(card["weights"]) == {"stylegan2_vox256", "e4e_voxceleb", "deca_model", "gan_directions_vox",
+                                    "gan_directions_ranges"} and set(card["weights"].values()) == {"stand-in"}
+    assert card["inputs"]["source"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    result = review["result"]
+    assert {"identity_cosine", "pose_error", "expression_error", "jaw_error"} <= set(result)
+    assert all(v["meaningful"] is False for v in result.values())
+    assert -1 <= result["identity_cosine"]["value"] <= 1 and "psnr" in review["unavailable"]
+    assert "Identity (CSIM)" in review["about"]
+
+    folder = tmp_path / "result"
+    folder.mkdir()
+    Path(folder / "run_card.json").write_text(Path(card_path).read_text())
+    Image.open(png).save(folder / "reenacted.png")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("FACELAB_STAND_IN", None)  # the card itself switches stand-ins on
-    run = subprocess.run([sys.executable, "-m", "backends.replay", str(card), str(source), str(driving),
-                          "--json", str(tmp_path / "report.json")], capture_output=True, text=True, env=env,
-                         cwd=REPO, timeout=300)
+    run = subprocess.run([sys.executable, "-m", "backends.replay", str(folder / "run_card.json"), str(source),
+                          str(driving), "--json", str(tmp_path / "report.json")], capture_output=True, text=True,
+                         env=env, cwd=REPO, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["identical"] and report["outputs"][0]["max_pixel_diff"] == 0
