@@ -90,8 +90,8 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in (
     MetricInfo("psnr", "PSNR",
                "Peak signal-to-noise ratio of the result against the target image (8-bit), in dB.", True, "dB"),
     MetricInfo("reidentification", "Re-identification",
-               "Rank of the anonymized face among it and decoy faces by ArcFace cosine to the original "
-               "(rank 1 = re-identified).", False),
+               "Rank of the anonymized face by ArcFace cosine to the original among it and decoy faces "
+               "(rank 1 = re-identified, so a higher rank hides the identity better).", True),
     MetricInfo("attribute_similarity", "Attribute similarity (FaRL)",
                "Cosine of FaRL embeddings of the original and the result (1 = same facial attributes).", True),
     MetricInfo("clip_similarity", "CLIP similarity to words",

@@ -94,6 +94,16 @@ def weight_record(key: str, standin: bool) -> dict[str, Any] | str:
     return {"file": entry.filename, "sha256": sha, "from": origin}
 
 
+DETECTORS = ("retinaface_resnet50", "yunet")  # face detectors always run on their real weights
+
+
+def detector_key() -> str:
+    """The registry key of the face detector this process uses (``auto``: RetinaFace when local, else YuNet)."""
+    from .weights import find_local
+
+    return "retinaface_resnet50" if find_local("retinaface_resnet50") is not None else "yunet"
+
+
 def make_card(*, method: str, engine: str, replay: str, inputs: Mapping[str, Any], settings: Mapping[str, Any],
               seeds: Mapping[str, Any], weights: Sequence[str], standin: bool, timings: Mapping[str, float],
               outputs: Mapping[str, Image.Image], output_attr: Mapping[str, str]) -> dict[str, Any]:
@@ -108,7 +118,8 @@ def make_card(*, method: str, engine: str, replay: str, inputs: Mapping[str, Any
         "inputs": {name: input_record(src) for name, src in inputs.items()},
         "settings": dict(settings),
         "seeds": dict(seeds),
-        "weights": {key: weight_record(key, standin) for key in weights},
+        "weights": {key: weight_record(key, standin and key not in DETECTORS)
+                    for key in dict.fromkeys([*weights, detector_key()])},
         "standin": bool(standin or standin_enabled()),
         "packages": package_versions(),
         "platform": {"system": platform.platform(), "machine": platform.machine()},

@@ -212,3 +212,42 @@ def test_present_flags_standin_numbers_and_directions() -> None:
         "(lower is better)")
     for info in metrics.METRICS.values():
         assert info.description.endswith(".") and info.description.count(". ") == 0  # one sentence each
+
+
+# --------------------------------------------------------------------------- anonymization: re-identification
+
+
+def test_anonymization_metrics_reidentify_an_unchanged_face(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An "anonymised" face that is the original itself is re-identified (rank 1) against pool decoys, its
+    CSIM is 1, and the run card names every setting FALCO needs to re-run it (stand-in weights, a 2-fake pool)."""
+    from backends.anonymization.photo import AnonymizeResult, photo_metrics, photo_run_card
+    from backends.standin import enable_standin
+
+    monkeypatch.setenv("FACELAB_CACHE_DIR", str(tmp_path))  # the pool cache
+    face = Image.open(ASSETS / "astronaut.png").convert("RGB").resize((256, 256))
+    result = AnonymizeResult(
+        aligned=face, inversion=face, start=face, anonymized=face, pasted=face, history=[], cos_inversion=1.0,
+        cos_start=1.0, cos_final=1.0, attr_final=0.0, attr_similarity=1.0, margin=0.0, steps=1, seed=3,
+        candidates=1, neighbour_seed=0, neighbour_similarity=1.0, pool_size=2, variant="official", standin=True,
+        wplus=torch.zeros(1, 18, 512), generator_key="stylegan2_ffhq1024_genforce")
+    enable_standin(True)
+    try:
+        shown = photo_metrics(result, decoys=2)
+    finally:
+        enable_standin(False)
+    reid = shown["reidentification"]
+    assert (reid["rank"], reid["of"], reid["reidentified"]) == (1, 3, True)
+    assert sorted(reid["decoy_pool_seeds"]) == [0, 1] and reid["best_decoy_cosine"] < 1.0
+    assert shown["result"]["identity_cosine_anonymized"]["value"] == pytest.approx(1.0, abs=1e-4)
+    assert shown["result"]["reidentification"]["value"] == "re-identified: yes (rank 1 of 3)"
+    assert shown["result"]["reidentification"]["meaningful"] is False
+    card = photo_run_card(result, str(ASSETS / "astronaut.png"), already_aligned=False)
+    assert card["replay"]["function"] == "backends.anonymization.photo:anonymize_photo"
+    assert card["settings"] == {"margin": 0.0, "steps": 1, "seed": 3, "candidates": 1, "variant": "official",
+                                "already_aligned": False, "pool_size": 2}
+    assert {"stylegan2_ffhq1024_genforce", "e4e_ffhq_encode", "ir_se50", "farl_ep64"} <= set(card["weights"])
+    import inspect
+
+    from backends.anonymization.photo import anonymize_photo
+
+    assert set(card["settings"]) <= set(inspect.signature(anonymize_photo).parameters)  # replay passes them all

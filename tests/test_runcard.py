@@ -61,7 +61,8 @@ def test_card_records_inputs_weights_versions_and_output_pixels(fake_card: tuple
     card = json.loads(path.read_text())
     assert card["inputs"]["source"] == {"kind": "file", "name": "in.png",
                                         "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
-    assert card["weights"] == {"ir_se50": "stand-in"} and card["standin"] is True
+    assert card["weights"]["ir_se50"] == "stand-in" and card["standin"] is True
+    assert card["weights"]["yunet"]["sha256"]  # the detector always runs on its real weights
     import torch
 
     assert card["packages"]["torch"] == torch.__version__
@@ -144,7 +145,8 @@ def test_reenactment_photo_api_gives_metrics_and_a_card_that_replays_bit_identic
     assert card["settings"] == {"engine": "gan_directions", "truncate": True, "paste_back": False,
                                 "already_aligned": False}
     assert set(card["weights"]) == {"stylegan2_vox256", "e4e_voxceleb", "deca_model", "gan_directions_vox",
-                                    "gan_directions_ranges"} and set(card["weights"].values()) == {"stand-in"}
+                                    "gan_directions_ranges", "yunet"}
+    assert {card["weights"][k] for k in card["weights"] if k != "yunet"} == {"stand-in"}
     assert card["inputs"]["source"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     result = review["result"]
     assert {"identity_cosine", "pose_error", "expression_error", "jaw_error"} <= set(result)
