@@ -94,6 +94,13 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in (
                "(rank 1 = re-identified, so a higher rank hides the identity better).", True),
     MetricInfo("attribute_similarity", "Attribute similarity (FaRL)",
                "Cosine of FaRL embeddings of the original and the result (1 = same facial attributes).", True),
+    MetricInfo("identity_cosine_to_start", "Identity to the start",
+               "ArcFace cosine of each frame of a latent path to its starting face (1 = identity kept).", True),
+    MetricInfo("theme_similarity_as_written", "Theme presence, prompt as written",
+               "Mean CLIP cosine of the image to the theme's words (the reference level).", None),
+    MetricInfo("theme_similarity_removed", "Theme presence, theme removed",
+               "Mean CLIP cosine of the image to the theme's words after removal (below the reference = "
+               "the theme is weaker).", False),
     MetricInfo("clip_similarity", "CLIP similarity to words",
                "Cosine of the CLIP ViT-B/32 image embedding to each word's text embedding.", None),
 )}

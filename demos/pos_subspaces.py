@@ -72,7 +72,18 @@ def generate(prompt: str, preset: str, custom: str | None, lam: float, k: float,
     status = (_status("Generated", result)
               + f" · seed {result.seed} · {result.steps} step(s) · {result.model_id} (decoder {result.decoder})"
               + f" · {result.seconds:.1f} s")
-    return result.original, result.removed, result.seed, status, result.to_dict()
+    return result.original, result.removed, result.seed, status, result.to_dict(), (result, theme)
+
+
+@user_errors
+def review_generation(last: tuple | None):
+    """CLIP similarity of both images to the theme's words; runs after the images are shown."""
+    from backends.pos_subspaces.generate import theme_presence
+
+    if not last:
+        return {"note": "Generate first: the theme's presence in both images appears here."}
+    result, theme = last
+    return theme_presence(result, theme)
 
 
 @user_errors
@@ -139,9 +150,14 @@ def build() -> None:
             nearest = gr.Dataframe(headers=NEAREST_COLUMNS, label="Nearest vocabulary words (CLIP ViT-B/32)",
                                    interactive=False, elem_id="pos-nearest")
             details = gr.JSON(label="Details (seed, model, words used, notices)", max_height=260)
+            pos_review = gr.JSON(label="Metrics: CLIP similarity of each image to the theme's words "
+                                       "(filled in after the images)", max_height=260)
+            last_generation = gr.State()
     preset.change(_custom_visible, preset, custom, api_visibility="private", queue=False)
     shared = [preset, custom, lam, k, geometry]
     run.click(generate, [prompt, *shared, seed, randomize, steps, model_id],
-              [original, removed, seed, status, details], api_name="pos_generate", **GPU_EVENT)
+              [original, removed, seed, status, details, last_generation], api_name="pos_generate",
+              **GPU_EVENT).success(review_generation, [last_generation], [pos_review],
+                                   api_name="pos_generate_metrics", **GPU_EVENT)
     diagnose.click(analyse, [prompt, *shared], [energy, nearest, status, details], api_name="pos_diagnose",
                    **GPU_EVENT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -25,6 +26,15 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 def arcface() -> irse.Backbone:
     """IR-SE50 with the parity fixture's seeded weights (the stand-in recipe), frozen."""
     return irse.load_arcface_checkpoint(irse.standin_checkpoint_ir_se50()).eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip() -> torch.nn.Module:
+    """A CLIP of the real structure with tiny widths and seeded weights (the arithmetic is the point)."""
+    tiny = clip_net.TinyClipConfig()
+    model = clip_net.build_clip(tiny=tiny)
+    state = {k: seeded_tensor(k, tuple(v.shape), Init("normal", 0.05)) for k, v in model.state_dict().items()}
+    return clip_net.load_clip(state, tiny=tiny)
 
 
 def _noise_image(seed: int, size: int = 256) -> Image.Image:
@@ -181,11 +191,8 @@ def test_psnr_identical_is_inf_and_constant_offset_is_known() -> None:
         metrics.psnr(a, np.zeros((4, 4, 3), np.uint8))
 
 
-def test_clip_similarity_equals_direct_cosines() -> None:
-    tiny = clip_net.TinyClipConfig()
-    model = clip_net.build_clip(tiny=tiny)
-    state = {k: seeded_tensor(k, tuple(v.shape), Init("normal", 0.05)) for k, v in model.state_dict().items()}
-    model = clip_net.load_clip(state, tiny=tiny)
+def test_clip_similarity_equals_direct_cosines(tiny_clip: torch.nn.Module) -> None:
+    model = tiny_clip
     encoder = clip_net.ClipEncoder(model)
     image = _noise_image(20, 48)
     words = ["cat", "Van Gogh", "portrait"]
@@ -219,7 +226,7 @@ def test_present_flags_standin_numbers_and_directions() -> None:
 
 def test_anonymization_metrics_reidentify_an_unchanged_face(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An "anonymised" face that is the original itself is re-identified (rank 1) against pool decoys, its
-    CSIM is 1, and the run card names every setting FALCO needs to re-run it (stand-in weights, a 2-fake pool)."""
+    CSIM is 1, and the run card names every setting FALCO needs to re-run it (stand-in weights, a 1-fake pool)."""
     from backends.anonymization.photo import AnonymizeResult, photo_metrics, photo_run_card
     from backends.standin import enable_standin
 
@@ -228,26 +235,84 @@ def test_anonymization_metrics_reidentify_an_unchanged_face(tmp_path: Path, monk
     result = AnonymizeResult(
         aligned=face, inversion=face, start=face, anonymized=face, pasted=face, history=[], cos_inversion=1.0,
         cos_start=1.0, cos_final=1.0, attr_final=0.0, attr_similarity=1.0, margin=0.0, steps=1, seed=3,
-        candidates=1, neighbour_seed=0, neighbour_similarity=1.0, pool_size=2, variant="official", standin=True,
+        candidates=1, neighbour_seed=0, neighbour_similarity=1.0, pool_size=1, variant="official", standin=True,
         wplus=torch.zeros(1, 18, 512), generator_key="stylegan2_ffhq1024_genforce")
     enable_standin(True)
     try:
-        shown = photo_metrics(result, decoys=2)
+        shown = photo_metrics(result, decoys=1)
     finally:
         enable_standin(False)
     reid = shown["reidentification"]
-    assert (reid["rank"], reid["of"], reid["reidentified"]) == (1, 3, True)
-    assert sorted(reid["decoy_pool_seeds"]) == [0, 1] and reid["best_decoy_cosine"] < 1.0
+    assert (reid["rank"], reid["of"], reid["reidentified"]) == (1, 2, True)
+    assert reid["decoy_pool_seeds"] == [0] and reid["best_decoy_cosine"] < 1.0
     assert shown["result"]["identity_cosine_anonymized"]["value"] == pytest.approx(1.0, abs=1e-4)
-    assert shown["result"]["reidentification"]["value"] == "re-identified: yes (rank 1 of 3)"
+    assert shown["result"]["reidentification"]["value"] == "re-identified: yes (rank 1 of 2)"
     assert shown["result"]["reidentification"]["meaningful"] is False
     card = photo_run_card(result, str(ASSETS / "astronaut.png"), already_aligned=False)
     assert card["replay"]["function"] == "backends.anonymization.photo:anonymize_photo"
     assert card["settings"] == {"margin": 0.0, "steps": 1, "seed": 3, "candidates": 1, "variant": "official",
-                                "already_aligned": False, "pool_size": 2}
+                                "already_aligned": False, "pool_size": 1}
     assert {"stylegan2_ffhq1024_genforce", "e4e_ffhq_encode", "ir_se50", "farl_ep64"} <= set(card["weights"])
     import inspect
 
     from backends.anonymization.photo import anonymize_photo
 
     assert set(card["settings"]) <= set(inspect.signature(anonymize_photo).parameters)  # replay passes them all
+
+
+# --------------------------------------------------------------------------- latent paths and PoS: the wiring
+
+
+def _direct_identity(net: irse.Backbone, image: Image.Image) -> torch.Tensor:
+    """CSIM's path written out for a 256 aligned crop: [-1, 1], face region, pool to 112, unit embedding."""
+    x = torch.tensor(np.asarray(image), dtype=torch.float32).permute(2, 0, 1)[None] / 127.5 - 1
+    with torch.no_grad():
+        e = net.embed_prenorm(F.adaptive_avg_pool2d(x[:, :, 35:223, 32:220], 112))[0].double()
+    return e / e.norm()
+
+
+def test_strip_identity_curve_is_each_frames_cosine_to_the_start(arcface: irse.Backbone,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends.latent_paths import traversal
+    from backends.latent_paths.measure import Margins
+    from backends.latent_paths.paths import PathPreset
+
+    origin, a, b = _noise_image(30), _noise_image(31), _noise_image(32)
+    monkeypatch.setattr(traversal, "origin_image", lambda start: origin)
+    monkeypatch.setattr(metrics, "arcface", lambda: (arcface, True))
+    preset = PathPreset("age", "an old face", "a young face")
+    start = traversal.Start(torch.zeros(1, 18, 512), "seed", 0)
+    edit = traversal.EditResult(b, None, start, preset, "attributes", 0, 1, 0.1, "stored", False, [])
+    strip = traversal.StripResult([a, origin, b], [-0.1, 0.0, 0.1], a, Path("x.gif"), Path("x.mp4"), a,
+                                  Margins([-0.2, 0.0, 0.3], "test"), 0.0, edit)
+    shown, plot = traversal.strip_metrics(strip)
+    ref = _direct_identity(arcface, origin)
+    expected = [float(_direct_identity(arcface, im) @ ref) for im in (a, origin, b)]
+    np.testing.assert_allclose(shown["result"]["identity_cosine_to_start"]["value"], expected, atol=1e-4)
+    assert shown["result"]["identity_cosine_to_start"]["meaningful"] is False  # ArcFace was a stand-in
+    assert shown["clip_margins"] == [-0.2, 0.0, 0.3] and plot.size == (600, 320)
+
+
+def test_theme_presence_compares_both_images_to_the_theme_words(tiny_clip: torch.nn.Module,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from backends.pos_subspaces import encoders
+    from backends.pos_subspaces.vocabulary import Theme
+
+    generate = importlib.import_module("backends.pos_subspaces.generate")  # the package re-exports a function
+    model = tiny_clip
+    monkeypatch.setattr(encoders, "joint_encoder", lambda: SimpleNamespace(clip=model, standin=False))
+    original, removed = _noise_image(40, 48), _noise_image(41, 48)
+    gen = SimpleNamespace(original=original, removed=removed, standin=False)
+    theme = Theme("painters", ("Monet", "Turner", "Klimt"))
+    shown = generate.theme_presence(gen, theme, top=2)
+    encoder = clip_net.ClipEncoder(model)
+    before = metrics.clip_similarity(original, list(theme.words), encoder=encoder)
+    after = metrics.clip_similarity(removed, list(theme.words), encoder=encoder)
+    written, gone = np.mean(list(before.values())), np.mean(list(after.values()))
+    assert shown["result"]["theme_similarity_as_written"]["value"] == pytest.approx(written, abs=1e-4)
+    assert shown["result"]["theme_similarity_removed"]["value"] == pytest.approx(gone, abs=1e-4)
+    assert shown["change"] == pytest.approx(gone - written, abs=1e-4)
+    assert [w["word"] for w in shown["strongest_theme_words"]] == sorted(before, key=lambda w: -before[w])[:2]
+    assert shown["result"]["theme_similarity_removed"]["meaningful"] is True
