@@ -84,6 +84,34 @@ def review_photo(last: tuple | None):
     return photo_metrics(res), card
 
 
+COMPARE_COLUMNS = ["engine", "status", "result (s)", "CSIM ↑", "pose error (°) ↓", "expression error ↓",
+                   "jaw error (°) ↓"]
+
+
+@user_errors
+def compare_engines(
+    source: str | None, driving: str | None, truncate: bool, already_aligned: bool = False,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects the tracker
+):
+    """Every engine on the same pair, side by side: results, the papers' metrics and times."""
+    import pandas as pd
+
+    from backends.reenactment.common import COMPARE_KEYS
+    from backends.reenactment.common import compare_engines as run_every_engine
+
+    runs = run_every_engine(source, driving, truncate=truncate, already_aligned=already_aligned,
+                            progress=lambda f, d: progress(f, desc=d))
+    gallery = [(r.result.final, f"{ENGINE_NAMES[r.engine]} · {r.seconds:.1f} s") for r in runs if r.result]
+    rows = []
+    for r in runs:
+        if r.result is None:
+            rows.append([ENGINE_NAMES[r.engine], "unavailable: " + r.reason, None, None, None, None, None])
+            continue
+        status = "stand-in weights: not meaningful" if r.result.standin else "ran"
+        rows.append([ENGINE_NAMES[r.engine], status, round(r.seconds, 1), *(r.value(k) for k in COMPARE_KEYS)])
+    return gallery, pd.DataFrame(rows, columns=COMPARE_COLUMNS), [r.to_dict() for r in runs]
+
+
 @user_errors
 def move_directions(source: str | None, truncate: bool, already_aligned: bool, *values: float):
     from backends.reenactment import gan_directions
@@ -135,6 +163,7 @@ def build() -> None:
             with gr.Tab("Driving photo"):
                 driving = UploadImage(label="Driving face (pose and expression)")
                 run_image = gr.Button("Reenact photo", variant="primary", elem_id="reenact-run")
+                run_compare = gr.Button("Compare every engine on this pair", elem_id="reenact-compare")
             with gr.Tab("Driving video"):
                 video = gr.Video(label="Driving video (mp4, webm, mov; first 10 s)", sources=["upload", "webcam"])
                 run_video = gr.Button("Reenact video", variant="primary")
@@ -166,6 +195,12 @@ def build() -> None:
                     slider = gr.ImageSlider(label="Before / after (source crop vs result)", interactive=False)
                     png = gr.File(label="Download PNG", interactive=False)
                     review, card_file, last_photo = review_panel()
+                with gr.Tab("Engines side by side", id="compare"):
+                    compare_gallery = gr.Gallery(label="One result per available engine", columns=3, height=260)
+                    compare_table = gr.Dataframe(headers=COMPARE_COLUMNS, interactive=False,
+                                                 label="The papers' metrics per engine (↑/↓: which way is better)")
+                    compare_json = gr.JSON(label="Every engine: metrics, run card, or why it is unavailable",
+                                           max_height=300)
                 with gr.Tab("Video result", id="video"):
                     comparison = gr.Video(label="Source | driving | result", interactive=False)
                     result_video = gr.Video(label="Result", interactive=False)
@@ -190,6 +225,9 @@ def build() -> None:
         api_name="reenact_image",
         **GPU_EVENT,
     ).success(review_photo, [last_photo], [review, card_file], api_name="reenact_image_metrics", **GPU_EVENT)
+    run_compare.click(lambda: gr.Tabs(selected="compare"), None, result_tabs, api_visibility="private", queue=False)
+    run_compare.click(compare_engines, [source, driving, truncate, aligned],
+                      [compare_gallery, compare_table, compare_json], api_name="compare_engines", **GPU_EVENT)
     run_video.click(
         reenact_video,
         [source, video, *options],

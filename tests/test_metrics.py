@@ -316,3 +316,43 @@ def test_theme_presence_compares_both_images_to_the_theme_words(tiny_clip: torch
     assert shown["change"] == pytest.approx(gone - written, abs=1e-4)
     assert [w["word"] for w in shown["strongest_theme_words"]] == sorted(before, key=lambda w: -before[w])[:2]
     assert shown["result"]["theme_similarity_removed"]["meaningful"] is True
+
+
+# --------------------------------------------------------------------------- every engine side by side
+
+
+def test_compare_engines_cli_lists_unavailable_engines_and_measures_the_rest(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch,
+                                                                             capsys) -> None:
+    """``python -m backends.reenactment compare``: an engine without weights is listed with its reason, the
+    others give a result (the one a single-engine run gives), the metrics and the run card."""
+    import json
+
+    from backends.reenactment import common
+    from backends.reenactment.engine import EngineStatus
+
+    real_status = common.engine_status
+    monkeypatch.setattr(common, "engine_status", lambda key: EngineStatus(key, False, f"{key} weights are missing")
+                        if key != "gan_directions" else real_status(key))
+    source, driving = str(ASSETS / "astronaut.png"), str(ASSETS / "camera.png")
+    out = tmp_path / "rows.json"
+    try:
+        code = common.main(["compare", source, driving, "--json", str(out), "--out-dir", str(tmp_path),
+                            "--stand-in-weights"])
+        single = common.reenact_images(source, driving, engine="gan_directions")
+    finally:
+        from backends.standin import enable_standin
+
+        enable_standin(False)
+    assert code == 0
+    rows = {r["engine"]: r for r in json.loads(out.read_text())}
+    assert list(rows) == list(common.ENGINES)
+    assert rows["stylemask"] == {"engine": "stylemask", "available": False, "reason": "stylemask weights are missing"}
+    ran = rows["gan_directions"]
+    assert ran["available"] and ran["standin"] and ran["seconds"] > 0
+    assert set(common.COMPARE_KEYS) <= set(ran["metrics"]["result"])
+    assert ran["run_card"]["settings"]["engine"] == "gan_directions"
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "gan_directions.png")), np.asarray(single.final))
+    printed = capsys.readouterr().out
+    assert "| stylemask | unavailable: stylemask weights are missing" in printed
+    assert "| gan_directions |" in printed

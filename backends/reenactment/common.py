@@ -268,6 +268,111 @@ def photo_metrics(res: ReenactResult) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- every engine on one pair
+
+
+@dataclass
+class EngineRun:
+    """One engine on one source/driving pair: its result and metrics, or why it did not run."""
+
+    engine: str
+    available: bool
+    reason: str = ""  # why it is unavailable or failed
+    result: ReenactResult | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # the result alone (what a user waits for)
+    metrics_seconds: float = 0.0
+
+    def value(self, key: str) -> float | None:
+        entry = self.metrics.get("result", {}).get(key)
+        return entry.get("value") if isinstance(entry, dict) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"engine": self.engine, "available": self.available and self.result is not None}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.result is not None:
+            out.update(seconds=round(self.seconds, 2), metrics_seconds=round(self.metrics_seconds, 2),
+                       standin=self.result.standin, result_size=list(self.result.result.size),
+                       metrics=self.metrics, run_card=self.result.run_card)
+        return out
+
+
+COMPARE_KEYS = ("identity_cosine", "pose_error", "expression_error", "jaw_error")
+
+
+def compare_engines(source: ImageSource, driving: ImageSource, *, truncate: bool = True,
+                    already_aligned: bool = False, engines: Sequence[str] = ENGINES,
+                    progress: ProgressFn | None = None) -> list[EngineRun]:
+    """One source and one driving photo through every engine: result, metrics and time per engine.
+
+    An engine whose weights are missing is listed with the reason and skipped, never replaced. An input
+    problem (no face, unreadable photo) is the same for every engine and is raised.
+    """
+    from ..errors import MissingWeightsError
+
+    report = progress or (lambda _f, _d: None)
+    runs: list[EngineRun] = []
+    for i, key in enumerate(engines):
+        status = engine_status(key)
+        if not status.available:
+            runs.append(EngineRun(key, False, status.reason))
+            continue
+        report(i / len(engines), f"{key}: reenacting")
+        try:
+            res = reenact_images(source, driving, truncate=truncate, engine=key, already_aligned=already_aligned)
+        except MissingWeightsError as exc:
+            runs.append(EngineRun(key, False, str(exc)))
+            continue
+        report((i + 0.7) / len(engines), f"{key}: metrics")
+        start = time.perf_counter()
+        shown = photo_metrics(res)
+        runs.append(EngineRun(key, True, "", res, shown, res.seconds, time.perf_counter() - start))
+    report(1.0, "done")
+    return runs
+
+
+def compare_main(argv: Sequence[str]) -> int:
+    """``python -m backends.reenactment compare SOURCE DRIVING [--json out.json] [--out-dir DIR]``."""
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m backends.reenactment compare",
+                                     description="Every engine on one source/driving pair: result, metrics, time.")
+    parser.add_argument("source")
+    parser.add_argument("driving")
+    parser.add_argument("--json", dest="json_out", help="write every row (metrics, run cards) here")
+    parser.add_argument("--out-dir", help="also save each engine's result as ENGINE.png here")
+    parser.add_argument("--no-truncation", action="store_true")
+    parser.add_argument("--stand-in-weights", action="store_true",
+                        help="deterministic random weights instead of checkpoints (outputs are not results)")
+    args = parser.parse_args(argv)
+    if args.stand_in_weights:
+        from ..standin import enable_standin
+
+        enable_standin(True)
+    try:
+        runs = compare_engines(args.source, args.driving, truncate=not args.no_truncation)
+    except FaceLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("| engine | result s | CSIM | pose error ° | expression error | jaw error ° |")
+    print("|---|---|---|---|---|---|")
+    for run in runs:
+        if run.result is None:
+            print(f"| {run.engine} | unavailable: {run.reason.splitlines()[0][:80]} | | | | |")
+            continue
+        cells = " | ".join("" if run.value(k) is None else f"{run.value(k):.3f}" for k in COMPARE_KEYS)
+        print(f"| {run.engine} | {run.seconds:.1f} | {cells} |")
+        if args.out_dir:
+            Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+            run.result.final.save(Path(args.out_dir) / f"{run.engine}.png")
+    if any(r.result is not None and r.result.standin for r in runs):
+        print("note: stand-in weights: the numbers are not meaningful", file=sys.stderr)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps([r.to_dict() for r in runs], indent=2) + "\n")
+    return 0
+
+
 # --------------------------------------------------------------------------- video reenactment
 
 
@@ -444,9 +549,13 @@ VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        return compare_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m backends.reenactment",
-        description="Reenact a source face with the pose and expression of a driving photo or video.",
+        description="Reenact a source face with the pose and expression of a driving photo or video "
+                    "(or `compare SOURCE DRIVING [--json OUT]`: every engine side by side with the metrics).",
     )
     parser.add_argument("--source", required=True, help="photo whose identity is kept")
     parser.add_argument("--driving", required=True, help="driving photo or video (mp4/webm/mov)")
