@@ -12,10 +12,11 @@ already an aligned crop), mapped to [-1, 1], cropped to rows 35:223, columns 32:
 region), average-pooled to 112x112 (:func:`backends.networks.irse.falco_identity_embedding`), embedded
 and L2-normalised; the metric is the cosine of the two embeddings.
 
-Pose and expression. DECA's ``E_flame`` on its 224 crop of the face (detector box as the 68-landmark
-box, :func:`backends.networks.deca.deca_box_matrix`). The FLAME global rotation (``pose[:3]``,
-axis-angle) is turned into yaw, pitch and roll in degrees with ``R = Ry(yaw) · Rx(pitch) · Rz(roll)``
-(intrinsic Y-X'-Z''); the pose error is the absolute difference of each angle (wrapped to ±180°). The
+Pose and expression. DECA's ``E_flame`` on its official 224 crop of the face, placed by the face's 68
+landmarks (2DFAN-4 on the detector box, :func:`backends.face.face_landmarks68`, then
+:func:`backends.networks.deca.deca_crop_matrix`), as the VoxCeleb engines read DECA. The FLAME global
+rotation (``pose[:3]``, axis-angle) is turned into yaw, pitch and roll in degrees with
+``R = Ry(yaw) · Rx(pitch) · Rz(roll)`` (intrinsic Y-X'-Z''); the pose error is the absolute difference of each angle (wrapped to ±180°). The
 expression error is the mean absolute difference of the 50 expression coefficients; the jaw opening is
 the jaw's rotation about the x axis (``pose[3]``) in degrees.
 
@@ -39,11 +40,11 @@ from PIL import Image
 
 from .device import get_device
 from .errors import InputError, NoFaceError
-from .face import align_ffhq, landmark_box_from_face
+from .face import align_ffhq, face_landmarks68
 from .face.detect import detect_faces
 from .networks import irse
 from .networks.clip import ClipEncoder, load_clip
-from .networks.deca import DecaEncoder, deca_box_matrix, deca_crop, load_deca_encoder
+from .networks.deca import DecaEncoder, deca_box_matrix, deca_crop, deca_crop_matrix, load_deca_encoder
 from .standin import standin_enabled
 from .weights import load_checkpoint
 
@@ -352,17 +353,18 @@ def pose_errors(a: FacePose, b: FacePose) -> dict[str, float]:
 
 
 def face_pose(image: Image.Image | np.ndarray, *, net: DecaEncoder | None = None) -> FacePose:
-    """DECA's reading of the largest face of ``image`` (the whole image when no face is found)."""
+    """DECA's reading of the largest face of ``image``: its official 224 crop from the face's 68 landmarks
+    (2DFAN-4 on the detector box, as the VoxCeleb engines find them), or the whole image when no face is found."""
     rgb = _rgb(image)
     h, w = rgb.shape[:2]
     try:
         face = detect_faces(rgb, what="image")[0]
-        box, how = landmark_box_from_face(face.box), "detected"
+        matrix, how = deca_crop_matrix(face_landmarks68(rgb, face)), "detected"
     except NoFaceError:
-        box, how = (0.0, 0.0, float(w), float(h)), "as given"
+        matrix, how = deca_box_matrix(0.0, 0.0, float(w), float(h)), "as given"
     net = net if net is not None else deca()[0]
     device = next(net.parameters()).device
-    crop = deca_crop(_to_pm1(rgb), deca_box_matrix(*box))
+    crop = deca_crop(_to_pm1(rgb), matrix)
     with torch.inference_mode():
         out = net(crop.to(device))
     return FacePose.from_params(out.part("exp")[0].float().cpu(), out.part("pose")[0].float().cpu(), how)

@@ -156,28 +156,35 @@ def test_pose_error_wraps_around() -> None:
     assert err["yaw_error"] == pytest.approx(2.0) and err["roll_error"] == pytest.approx(2.0)
 
 
-def test_face_pose_of_one_photo_twice_is_zero_error() -> None:
-    from backends.networks.deca import load_deca_encoder, standin_checkpoint_deca
+def test_face_pose_of_one_photo_twice_is_zero_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends.networks.deca import deca_crop, deca_crop_matrix, load_deca_encoder, standin_checkpoint_deca
 
+    # 68 points spread over the detector box stand in for 2DFAN-4's (its own parity is tested elsewhere)
+    def points68(rgb: np.ndarray, face) -> np.ndarray:
+        x, y, w, h = face.box
+        t = np.linspace(0, 1, 68, dtype=np.float32)
+        return np.stack([x + w * t, y + h * (0.5 + 0.5 * np.sin(6 * t))], axis=1).round()
+
+    monkeypatch.setattr(metrics, "face_landmarks68", points68)
     net = load_deca_encoder(standin_checkpoint_deca()).eval()
     photo = Image.open(ASSETS / "astronaut.png").convert("RGB")
     a, b = metrics.face_pose(photo, net=net), metrics.face_pose(photo.copy(), net=net)
     assert a.how == "detected" and a.expression.shape == (50,)
     assert metrics.pose_errors(a, b)["pose_error"] == 0.0
-    # the numbers are DECA's own: its exp slice and the global rotation converted independently (scipy)
-    from backends.face.align import landmark_box_from_face
+    # the numbers are DECA's own: its official crop of the 68 points, its exp slice, and the global
+    # rotation converted independently (scipy)
     from backends.face.detect import detect_faces
-    from backends.networks.deca import deca_box_matrix, deca_crop
 
-    rgb = np.asarray(photo)
-    box = landmark_box_from_face(detect_faces(rgb)[0].box)
-    x = torch.from_numpy(rgb.copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    rgb = np.array(photo)
+    matrix = deca_crop_matrix(points68(rgb, detect_faces(rgb)[0]))
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
     with torch.no_grad():
-        params = net(deca_crop(x, deca_box_matrix(*box))).params[0].double()
+        params = net(deca_crop(x, matrix)).params[0].double()
     np.testing.assert_allclose(a.expression, params[150:200].numpy(), atol=1e-6)
     ypr = Rotation.from_rotvec(params[200:203].numpy()).as_euler("YXZ", degrees=True)
     np.testing.assert_allclose(a.yaw_pitch_roll, ypr, atol=1e-4)
     assert a.jaw_opening == pytest.approx(math.degrees(float(params[203])), abs=1e-4)
+    assert metrics.face_pose(_noise_image(50), net=net).how == "as given"
 
 
 # --------------------------------------------------------------------------- pixels and CLIP
