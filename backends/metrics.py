@@ -16,9 +16,9 @@ Pose and expression. DECA's ``E_flame`` on its official 224 crop of the face, pl
 landmarks (2DFAN-4 on the detector box, :func:`backends.face.face_landmarks68`, then
 :func:`backends.networks.deca.deca_crop_matrix`), as the VoxCeleb engines read DECA. The FLAME global
 rotation (``pose[:3]``, axis-angle) is turned into yaw, pitch and roll in degrees with
-``R = Ry(yaw) · Rx(pitch) · Rz(roll)`` (intrinsic Y-X'-Z''); the pose error is the absolute difference of each angle (wrapped to ±180°). The
-expression error is the mean absolute difference of the 50 expression coefficients; the jaw opening is
-the jaw's rotation about the x axis (``pose[3]``) in degrees.
+``R = Ry(yaw) · Rx(pitch) · Rz(roll)`` (intrinsic Y-X'-Z''); the pose error is the absolute difference
+of each angle (wrapped to ±180°). The expression error is the mean absolute difference of the 50
+expression coefficients; the jaw opening is the jaw's rotation about the x axis (``pose[3]``) in degrees.
 
 With stand-in weights every number is computed the same way and flagged ``meaningful: False``.
 LPIPS is not offered: the ``lpips`` package downloads its backbone weights from the internet, which Face
