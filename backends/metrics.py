@@ -389,7 +389,7 @@ def clip_similarity(image: Image.Image, words: Sequence[str], *, template: str =
         return {}
     encoder = encoder if encoder is not None else clip()[0]
     device = encoder.mean.device
-    x = torch.from_numpy(_rgb(image)).permute(2, 0, 1).unsqueeze(0).float().div(255.0).to(device)
+    x = torch.from_numpy(_rgb(image).copy()).permute(2, 0, 1).unsqueeze(0).float().div(255.0).to(device)
     with torch.inference_mode():
         img = encoder.encode_images(x, generator_range=False).float()
         text = encoder.encode_texts([template.format(w) for w in words]).float()

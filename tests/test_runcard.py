@@ -141,9 +141,12 @@ def test_reenactment_photo_api_gives_metrics_and_a_card_that_replays_bit_identic
     assert details["run_card"]["outputs"]["final"]["pixels_sha256"] == card["outputs"]["final"]["pixels_sha256"]
     assert card["settings"] == {"engine": "gan_directions", "truncate": True, "paste_back": False,
                                 "already_aligned": False}
-    assert set(card["weights"]) == {"stylegan2_vox256", "e4e_voxceleb", "deca_model", "gan_directions_vox",
-                                    "gan_directions_ranges", "yunet"}
+    from backends.reenactment.engine import get_engine
+
+    assert set(card["weights"]) == {*get_engine("gan_directions").weights, "yunet"}  # the detector is recorded too
+    assert {"stylegan2_vox256", "e4e_voxceleb", "deca_model", "gan_directions_vox"} <= set(card["weights"])
     assert {card["weights"][k] for k in card["weights"] if k != "yunet"} == {"stand-in"}
+    assert len(card["weights"]["yunet"]["sha256"]) == 64
     assert card["inputs"]["source"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     result = review["result"]
     assert {"identity_cosine", "pose_error", "expression_error", "jaw_error"} <= set(result)
