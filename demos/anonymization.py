@@ -181,7 +181,7 @@ def build() -> None:
                         attr_plot = gr.LinePlot(x="step", y="attribute loss", label="Attributes", height=220)
                     downloads = gr.File(label="Download PNGs", file_count="multiple", interactive=False)
                     details = gr.JSON(label="Details (cosines, neighbour, weights, notices)", max_height=300)
-                    review, card_file, last_photo = review_panel()
+                    review, card_file, last_photo = review_panel("falco")
                 with gr.Tab("Zip result"):
                     bundle = gr.File(label="Anonymised photos and report.csv (zip)", interactive=False)
                     report = gr.Dataframe(label="Report", interactive=False)

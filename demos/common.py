@@ -155,13 +155,14 @@ def UploadImage(**kwargs: Any) -> RawPathImage:  # noqa: N802 - reads like a com
     return RawPathImage(**kwargs)
 
 
-def review_panel() -> tuple[gr.JSON, gr.File, gr.State]:
+def review_panel(prefix: str) -> tuple[gr.JSON, gr.File, gr.State]:
     """The reviewer view under a result: the papers' metrics (filled in after the result, by a chained
     event), the run card download, and the server-side state that carries the result to them."""
     with gr.Accordion("Reviewer view: the papers' metrics and the run card", open=True):
         gr.Markdown("Metrics are computed after the result is shown. The run card (JSON) lists every setting, "
                     "seed, weight file (sha256) and package version; `python -m backends.replay run_card.json "
                     "INPUTS...` re-runs it and reports whether the output is identical.")
-        review = gr.JSON(label="Metrics (each with what it means and which way is better)", max_height=300)
-        card = gr.File(label="Run card (JSON)", interactive=False)
+        review = gr.JSON(label="Metrics (each with what it means and which way is better)", max_height=300,
+                         elem_id=f"{prefix}-review")
+        card = gr.File(label="Run card (JSON)", interactive=False, elem_id=f"{prefix}-card")
     return review, card, gr.State()

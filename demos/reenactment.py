@@ -194,7 +194,7 @@ def build() -> None:
                     )
                     slider = gr.ImageSlider(label="Before / after (source crop vs result)", interactive=False)
                     png = gr.File(label="Download PNG", interactive=False)
-                    review, card_file, last_photo = review_panel()
+                    review, card_file, last_photo = review_panel("reenact")
                 with gr.Tab("Engines side by side", id="compare"):
                     compare_gallery = gr.Gallery(label="One result per available engine", columns=3, height=260)
                     compare_table = gr.Dataframe(headers=COMPARE_COLUMNS, interactive=False,
