@@ -18,7 +18,7 @@ import gradio as gr
 from backends.results import RESULTS_TTL_SECONDS, SWEEP_SECONDS, start_sweeper
 from backends.standin import enable_standin
 from demos import anonymization, expression, latent_paths, models, pos_subspaces, reenactment
-from demos.common import banner, delete_private_files
+from demos.common import banner, check_every_event, delete_private_files, private_file_modes
 
 TITLE = "Face Lab"
 INTRO = (
@@ -45,6 +45,7 @@ def build_demo() -> gr.Blocks:
     # gradio sweeps its upload/output cache every SWEEP_SECONDS and removes files older than the age
     # given, so with age = TTL - SWEEP nothing it holds outlives the TTL promised above.
     cache_policy = (SWEEP_SECONDS, RESULTS_TTL_SECONDS - SWEEP_SECONDS)
+    private_file_modes()  # gradio's cached outputs (faces) readable by the server's user only
     with gr.Blocks(title=TITLE, delete_cache=cache_policy, analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         banner()
@@ -52,6 +53,7 @@ def build_demo() -> gr.Blocks:
             for name, module in TABS:
                 with gr.Tab(name, id=name.lower().replace(" ", "_").replace("&", "and")):
                     module.build()
+    check_every_event(demo)  # the events gradio wires itself (examples) get the same input checks as ours
     demo.queue(default_concurrency_limit=2)
     return demo
 

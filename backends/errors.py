@@ -14,6 +14,18 @@ import re
 _SERVER_PATH = re.compile(r"""(?<![\w.:/])/(?:[^\s/'"]+/)+[^\s'"),;]*""")
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """User text as a message may quote it: one line, at most ``limit`` characters, the cut marked.
+
+    A message echoes what the user sent (a path name, a choice, a file name in a zip) so they can see
+    which value was wrong, never all of it: a megabyte of text must not come back in an error.
+    """
+    line = " ".join(str(text).split())  # newlines and tabs would break the message's layout
+    if len(line) <= limit:
+        return line
+    return f"{line[:limit - 1]}… ({len(str(text)):,} characters)"
+
+
 def scrub_paths(text: str) -> str:
     """``text`` with every server-side file path replaced by "<file>": no message may show one to a user."""
     return _SERVER_PATH.sub("<file>", text)

@@ -11,7 +11,7 @@ from backends.device import get_device
 from backends.results import results_dir, seal
 from backends.runcard import write_card
 
-from .common import GPU_EVENT, UploadImage, asset, review_panel, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, review_panel, show_notices, user_errors, wire
 
 ABOUT = """
 ### Anonymization · FALCO
@@ -141,6 +141,7 @@ def anonymize_zip(
 
 def build() -> None:
     from backends.anonymization import MAX_CANDIDATES, MAX_STEPS, MAX_ZIP_BYTES, MAX_ZIP_FILES
+    from backends.validation import MAX_SEED
 
     gr.Markdown(ABOUT)
     with gr.Row():
@@ -161,7 +162,7 @@ def build() -> None:
                               info="The paper uses 50 (about 0.1 s each on a GPU, about 4 s on two CPU cores).",
                               elem_id="falco-steps")
             with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 candidates = gr.Slider(1, MAX_CANDIDATES, value=1, step=1, label="Candidates",
                                        info="1 = nearest fake (paper); k > 1 = one of the k nearest, by seed.")
             variant = gr.Radio(["official", "corrected"], value="official", label="Variant")
@@ -187,10 +188,12 @@ def build() -> None:
                     report = gr.Dataframe(label="Report", interactive=False)
                     zip_details = gr.JSON(label="Summary")
     options = [margin, steps, seed, candidates, variant, aligned]
-    run.click(
-        anonymize, [photo, *options],
+    photo_event = wire(
+        run.click, anonymize, [photo, *options],
         [pasted, slider, stages, identity_plot, attr_plot, summary, downloads, details, last_photo],
         api_name="anonymize", **GPU_EVENT,
-    ).success(review_photo, [last_photo], [review, card_file], api_name="anonymize_metrics", **GPU_EVENT)
-    run_zip.click(anonymize_zip, [archive, *options], [bundle, report, zip_details], api_name="anonymize_zip",
-                  **GPU_EVENT)
+    )
+    wire(photo_event.success, review_photo, [last_photo], [review, card_file], api_name="anonymize_metrics",
+         **GPU_EVENT)
+    wire(run_zip.click, anonymize_zip, [archive, *options], [bundle, report, zip_details], api_name="anonymize_zip",
+         **GPU_EVENT)

@@ -1,9 +1,10 @@
-"""What every tab shares: error translation, notices, the stand-in banner, upload components."""
+"""What every tab shares: error translation, input checks, notices, the stand-in banner, upload components."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import uuid
@@ -13,7 +14,8 @@ from typing import Any
 
 import gradio as gr
 
-from backends.errors import FaceLabError, scrub_paths
+from backends import validation
+from backends.errors import FaceLabError, InputError, scrub_paths, shorten
 from backends.standin import standin_enabled
 
 log = logging.getLogger("facelab")
@@ -62,6 +64,263 @@ def user_errors(fn: Callable) -> Callable:
             ) from None
 
     return wrapper
+
+
+# --------------------------------------------------------------------------- checked inputs
+# One validation layer for every event, in two parts. `wire` gives each input control of an event a checked
+# twin class (the same front end, gradio's own processing after the check): the raw value a client sent is
+# checked before gradio's preprocessing and before the handler, so a NaN, an infinity, 1e30, 2.5 for a count,
+# a string for a number or a megabyte of text is refused at once with a message that names the control by
+# its label and states its range (the checks themselves are in backends/validation.py). The class, not the
+# instance, carries the check, so a control that a handler updates (gradio rebuilds it from its class) stays
+# checked. `check_every_event` (called by app.build_demo) does the same for the events gradio wires itself
+# and checks each request as a whole: how many values it holds, and that uploads are uploads.
+
+
+def _field(component: gr.components.Component) -> str:
+    return str(component.label or component.elem_id or "A value")
+
+
+def _refuse(check: Callable[[], Any]) -> Any:
+    try:
+        return check()
+    except InputError as exc:  # a path the client sent is quoted as "<file>", like any server path
+        raise gr.Error(scrub_paths(str(exc)), print_exception=False) from None
+
+
+def counts(control: gr.Slider | gr.Number) -> bool:
+    """Whether a numeric control takes whole numbers only: it says so (precision 0), or it is a slider
+    whose bounds and step are all ints (``gr.Slider(1, 200, step=1)``)."""
+    if control.precision == 0:
+        return True
+    return isinstance(control, gr.Slider) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in (control.minimum, control.maximum, control.step)
+    )
+
+
+_UNBOUNDED = float(2**53)  # a Number without a declared bound still gets one: the largest exact float integer
+
+
+class CheckedSlider(gr.Slider):
+    is_template = True  # rendered by gradio's own front end (see RawPathImage)
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        value = _refuse(lambda: validation.check_number(
+            payload, _field(self), self.minimum, self.maximum, integer=counts(self)))
+        return super().preprocess(value)
+
+
+class CheckedNumber(gr.Number):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        low = -_UNBOUNDED if self.minimum is None else self.minimum
+        high = _UNBOUNDED if self.maximum is None else self.maximum
+        value = _refuse(lambda: validation.check_number(payload, _field(self), low, high, integer=counts(self)))
+        return super().preprocess(value)
+
+
+class CheckedCheckbox(gr.Checkbox):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        return super().preprocess(_refuse(lambda: validation.check_flag(payload, _field(self))))
+
+
+class CheckedRadio(gr.Radio):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        values = [value for _, value in self.choices]
+        return super().preprocess(_refuse(lambda: validation.check_choice(payload, _field(self), values)))
+
+
+class CheckedDropdown(gr.Dropdown):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        values = [value for _, value in self.choices]
+        if self.multiselect:
+            if not isinstance(payload, list):
+                _refuse(lambda: validation.check_choice(payload, _field(self), values))
+            for item in payload:
+                _refuse(lambda item=item: validation.check_choice(item, _field(self), values))
+            return super().preprocess(payload)
+        return super().preprocess(_refuse(lambda: validation.check_choice(
+            payload, _field(self), values, custom=bool(self.allow_custom_value))))
+
+
+class CheckedTextbox(gr.Textbox):
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        limit = self.max_length or validation.MAX_TEXT_CHARS
+        return super().preprocess(_refuse(lambda: validation.check_text(payload, _field(self), limit)))
+
+
+class CheckedFile(gr.File):
+    """``gr.File`` without its stray temporary file.
+
+    gradio 6's ``File`` opens an empty ``NamedTemporaryFile(delete=False)`` in its cache root for every
+    upload it passes on as a path and never closes or deletes it: one empty file (and one open descriptor)
+    per request that survived even the shutdown clean-up. The path is passed on here without it.
+    """
+
+    is_template = True
+
+    def _process_single_file(self, f: Any) -> Any:  # gradio's per-file step (File.preprocess calls it)
+        if self.type != "filepath":
+            return super()._process_single_file(f)
+        from gradio import utils as gradio_utils
+        from gradio_client import utils as client_utils
+
+        if self.file_types and not client_utils.is_valid_file(f.path, self.file_types):
+            raise gr.Error(f"{_field(self)} must be a file of type {', '.join(self.file_types)}.",
+                           print_exception=False)
+        return gradio_utils.NamedString(f.path)
+
+
+class CheckedDataset(gr.Dataset):
+    """The examples' table: an API client sends the index of an example, which must be one of them."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        last = max(len(self.raw_samples) - 1, 0)
+        index = _refuse(lambda: validation.check_number(payload, f"{self.label or 'Example'} (index)", 0, last,
+                                                        integer=True))
+        return super().preprocess(index)
+
+
+CHECKED: dict[type, type] = {
+    gr.Slider: CheckedSlider, gr.Number: CheckedNumber, gr.Checkbox: CheckedCheckbox, gr.Radio: CheckedRadio,
+    gr.Dropdown: CheckedDropdown, gr.Textbox: CheckedTextbox, gr.File: CheckedFile, gr.Dataset: CheckedDataset,
+}
+
+
+def check_inputs(inputs: Iterable[gr.components.Component]) -> None:
+    """Give each control its checked twin class (idempotent); controls without one are left as they are."""
+    for component in inputs:
+        twin = CHECKED.get(type(component))
+        if twin is not None:
+            component.__class__ = twin
+
+
+def upload_problem(component: gr.components.Component, payload: Any) -> str | None:
+    """Why an upload's raw payload is refused (None if it is fine): it must be nothing, or a file that the
+    client uploaded to this server (gradio's upload route; ``handle_file`` in gradio_client).
+
+    gradio hands a payload without its ``meta`` marker to the component unchecked, so ``{"path": "/any/file"}``
+    would make the server open any file it can read; and it fetches URLs for a client. Only files in gradio's
+    upload cache and the app's own example assets are accepted.
+    """
+    if payload is None:
+        return None
+    field = _field(component)
+    path = payload.get("path") if isinstance(payload, dict) else None
+    if not isinstance(path, str) or not path:
+        return f"{field} must be a file uploaded to this server (gradio_client: handle_file), got " \
+               f"{validation.describe(payload)}."
+    from gradio.utils import get_upload_folder
+
+    roots = (Path(get_upload_folder()).resolve(), ASSETS.resolve())
+    try:
+        real = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        real = None
+    if real is None or not any(real.is_relative_to(root) for root in roots):
+        name = path.replace("\\", "/").rsplit("/", 1)[-1]
+        return f"{field} must be a file uploaded to this server (gradio_client: handle_file); " \
+               f"'{shorten(name, 40)}' is not one."
+    return None
+
+
+def _raw_problem(block_fn: Any, inputs: Any) -> str | None:
+    """What is wrong with a request's raw input list as a whole (its length, its uploads), before gradio reads it."""
+    expected = list(block_fn.inputs)
+    if not isinstance(inputs, list) or len(inputs) < len(expected):
+        names = ", ".join(_field(c) for c in expected)
+        got = len(inputs) if isinstance(inputs, list) else validation.describe(inputs)
+        return f"This endpoint takes {len(expected)} inputs ({shorten(names, 300)}); got {got}."
+    for component, payload in zip(expected, inputs, strict=False):
+        if isinstance(component, (gr.Image, gr.Video, gr.File)):
+            problem = upload_problem(component, payload)
+            if problem:
+                return problem
+        elif _holds_file(payload):  # gradio would try to move it into its cache before the control's check
+            return f"{_field(component)} does not take a file or nested data, got {validation.describe(payload)}."
+    return None
+
+
+def _holds_file(payload: Any, depth: int = 0) -> bool:
+    """Whether a JSON value holds a file reference (a dict with gradio's "meta" marker) or is nested deeper
+    than any control's value (gradio walks it recursively)."""
+    if depth > 20:
+        return True
+    if isinstance(payload, dict):
+        return "meta" in payload or any(_holds_file(v, depth + 1) for v in payload.values())
+    if isinstance(payload, list):
+        return any(_holds_file(v, depth + 1) for v in payload)
+    return False
+
+
+def check_every_event(demo: gr.Blocks) -> None:
+    """Check the inputs of every event of ``demo``, also those gradio wires itself (the examples' tables).
+
+    ``wire`` checks each control of ours as it is wired; this catches gradio's own events once the app is
+    built, and checks each request's raw input list as a whole (how many values, the uploads) before gradio
+    validates it: a short list or a NaN where a file belongs would otherwise fail inside gradio.
+    """
+    for block_fn in demo.fns.values():
+        check_inputs(block_fn.inputs)
+    original = demo.preprocess_data
+    if getattr(original, "facelab_checked", False):
+        return
+
+    async def preprocess_data(block_fn: Any, inputs: Any, state: Any, explicit_call: bool = False) -> Any:
+        problem = _raw_problem(block_fn, inputs)
+        if problem:
+            raise gr.Error(scrub_paths(problem), print_exception=False)
+        return await original(block_fn, inputs, state, explicit_call)
+
+    preprocess_data.facelab_checked = True  # type: ignore[attr-defined]
+    demo.preprocess_data = preprocess_data  # type: ignore[method-assign]
+
+
+def wire(listener: Callable, fn: Callable, inputs: Any, outputs: Any, **kwargs: Any) -> Any:
+    """``listener(fn, inputs, outputs, **kwargs)`` with every input checked before ``fn`` runs.
+
+    Use it for every event (``wire(run.click, handler, [a, b], [out], api_name="x")``): it is what makes an
+    API client's out-of-range, non-finite or ill-typed value a clear message naming the control instead of
+    a crash inside a handler (``check_every_event`` adds the checks of whole requests once the app is built).
+    ``fn`` itself is called unchanged; it is marked so that a test can list the app's endpoints and check
+    each one went through here.
+    """
+    listed = [] if inputs is None else [inputs] if isinstance(inputs, gr.components.Component) else list(inputs)
+    check_inputs(listed)
+    # gradio reads the handler's kind (streaming, async) and its signature (the progress tracker): keep both.
+    if inspect.isgeneratorfunction(fn):
+        def handler(*args: Any, **kw: Any) -> Any:
+            yield from fn(*args, **kw)
+    elif inspect.iscoroutinefunction(fn):
+        async def handler(*args: Any, **kw: Any) -> Any:
+            return await fn(*args, **kw)
+    else:
+        def handler(*args: Any, **kw: Any) -> Any:
+            return fn(*args, **kw)
+    handler = functools.wraps(fn)(handler)
+    handler.facelab_checked_inputs = tuple(listed)  # type: ignore[attr-defined]
+    return listener(handler, inputs, outputs, **kwargs)
+
+
+def private_file_modes() -> None:
+    """Files and folders this process makes from now on are its user's only (0600 files, 0700 folders).
+
+    gradio writes every output (face images, videos, zips) into its cache with the process's umask: 0644
+    files in 0755 folders on most hosts, which any local user could read. Result folders are sealed on their
+    own (``backends.results.seal``); this covers what gradio writes, and any cache the backends fill.
+    """
+    os.umask(0o077)
 
 
 def delete_private_files(demo: gr.Blocks) -> None:
@@ -153,6 +412,12 @@ def UploadImage(**kwargs: Any) -> RawPathImage:  # noqa: N802 - reads like a com
     kwargs.setdefault("type", "filepath")
     kwargs.setdefault("sources", ["upload", "clipboard", "webcam"])
     return RawPathImage(**kwargs)
+
+
+# Inputs that need no check of their own in `wire`: uploads, which gradio validates as files and the
+# backends' input policy reads (not an image, not a video... are clear errors there); and session state
+# (gr.State: the reviewer panels' last result), which gradio takes from the session, never from a request.
+UPLOAD_INPUTS: tuple[type, ...] = (RawPathImage, gr.Video, gr.State)
 
 
 def review_panel(prefix: str) -> tuple[gr.JSON, gr.File, gr.State]:

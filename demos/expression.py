@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
 
 ABOUT = """
 ### Expression recognition · DFER-CLIP
@@ -104,7 +104,6 @@ def build() -> None:
             annotated = gr.Video(label="Annotated video", visible=False, interactive=False)
             details = gr.JSON(label="Details (mode, weights, notices)", max_height=260)
     outputs = [mode_used, label, timeline, crops, details, annotated]
-    run_video.click(
-        analyze_video, [video, mode, dataset, annotate], outputs, api_name="expression_video", **GPU_EVENT
-    )
-    run_photo.click(analyze_photo, [photo, mode], outputs, api_name="expression_photo", **GPU_EVENT)
+    wire(run_video.click, analyze_video, [video, mode, dataset, annotate], outputs, api_name="expression_video",
+         **GPU_EVENT)
+    wire(run_photo.click, analyze_photo, [photo, mode], outputs, api_name="expression_photo", **GPU_EVENT)

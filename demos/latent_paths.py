@@ -6,7 +6,7 @@ import random
 
 import gradio as gr
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
 
 ABOUT = """
 ### Latent-path editing · ContraCLIP
@@ -121,6 +121,7 @@ def review_strip(last):
 
 def build() -> None:
     from backends import latent_paths as contraclip
+    from backends.validation import MAX_SEED
 
     gr.Markdown(ABOUT)
     first_labels = _path_labels("attributes")
@@ -129,7 +130,7 @@ def build() -> None:
             start = gr.Radio(START_CHOICES, value="photo", label="Start from")
             photo = UploadImage(label="Face photo")
             with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, maximum=2**32 - 1, label="Seed (sampled face, ψ 0.7)")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed (sampled face, ψ 0.7)")
                 reseed = gr.Button("Random seed", size="sm")
             corpus = gr.Dropdown(_corpus_choices(), value="attributes", label="Corpus")
             path = gr.Dropdown(first_labels, value=first_labels[0], label="Path", allow_custom_value=True)
@@ -170,15 +171,17 @@ def build() -> None:
     run_strip.click(lambda: gr.Tabs(selected="strip"), None, result_tabs, api_visibility="private", queue=False)
     photo.upload(lambda: "photo", None, start, api_visibility="private", queue=False)
     reseed.click(lambda: (random.randrange(2**32), "seed"), None, [seed, start], api_visibility="private", queue=False)
-    corpus.change(corpus_changed, corpus, [path, dipole], api_visibility="private", queue=False)
-    path.change(sentences, [corpus, path], dipole, api_visibility="private", queue=False)
+    wire(corpus.change, corpus_changed, corpus, [path, dipole], api_visibility="private", queue=False)
+    wire(path.change, sentences, [corpus, path], dipole, api_visibility="private", queue=False)
     inputs = [start, photo, seed, corpus, path]
     options = [eps, render_mode, paste_back]
     edit_outputs = [result, before_after, stages, png, details]
-    run.click(edit_path, [*inputs, strength, *options], edit_outputs, api_name="edit_latent_path", **GPU_EVENT)
+    wire(run.click, edit_path, [*inputs, strength, *options], edit_outputs, api_name="edit_latent_path", **GPU_EVENT)
     # Moving the slider re-uses the cached inversion and walk: only the new point is rendered.
-    strength.release(edit_path, [*inputs, strength, *options], edit_outputs, api_visibility="private", **GPU_EVENT)
-    run_strip.click(path_strip, [*inputs, max_strength, frames, *options, margin],
-                    [strip_image, gif, files, plot, details, last_strip], api_name="latent_path_strip",
-                    **GPU_EVENT).success(review_strip, [last_strip], [plot, strip_review],
-                                         api_name="latent_path_strip_metrics", **GPU_EVENT)
+    wire(strength.release, edit_path, [*inputs, strength, *options], edit_outputs, api_visibility="private",
+         **GPU_EVENT)
+    strip_event = wire(run_strip.click, path_strip, [*inputs, max_strength, frames, *options, margin],
+                       [strip_image, gif, files, plot, details, last_strip], api_name="latent_path_strip",
+                       **GPU_EVENT)
+    wire(strip_event.success, review_strip, [last_strip], [plot, strip_review], api_name="latent_path_strip_metrics",
+         **GPU_EVENT)

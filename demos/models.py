@@ -9,7 +9,7 @@ from backends.device import get_device
 from backends.face.pipeline import prepare_face
 from backends.standin import standin_enabled
 
-from .common import UploadImage, asset, show_notices, user_errors
+from .common import UploadImage, asset, show_notices, user_errors, wire
 
 ABOUT = """
 ### Models and weights
@@ -64,8 +64,8 @@ def build() -> None:
     )
     table = gr.Dataframe(registry_table(), headers=COLUMNS, label="Checkpoints", interactive=False, wrap=True)
     refresh = gr.Button("Refresh", size="sm")
-    refresh.click(registry_table, None, table, api_name="models")
-    refresh.click(tabs_table, None, by_tab, api_name="models_by_tab")
+    wire(refresh.click, registry_table, None, table, api_name="models")
+    wire(refresh.click, tabs_table, None, by_tab, api_name="models_by_tab")
     with gr.Accordion("Try the face pipeline", open=True):
         gr.Markdown("Upload a photo to see the detected face, its 5 landmarks and the FFHQ-aligned crop.")
         with gr.Row():
@@ -79,4 +79,4 @@ def build() -> None:
                 crop = gr.Image(label="Aligned crop", interactive=False, elem_id="face-check-crop")
                 info = gr.JSON(label="Details")
     gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], cache_examples=False)
-    run.click(check_face, [photo, engine, aligned], [overlay, crop, info], api_name="align_face")
+    wire(run.click, check_face, [photo, engine, aligned], [overlay, crop, info], api_name="align_face")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .common import GPU_EVENT, show_notices, user_errors
+from .common import GPU_EVENT, show_notices, user_errors, wire
 
 ABOUT = """
 ### PoS subspaces · removing a visual theme
@@ -114,6 +114,7 @@ def _custom_visible(preset: str):
 
 def build() -> None:
     from backends.pos_subspaces import DEFAULT_K, DEFAULT_LAM, MAX_K, allowed_model_ids, default_model_id
+    from backends.validation import MAX_SEED
 
     gr.Markdown(ABOUT)
     with gr.Row():
@@ -129,7 +130,7 @@ def build() -> None:
                 k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="k (subspace dimension)")
             geometry = gr.Radio(GEOMETRY, value="tangent", label="Model")
             with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 randomize = gr.Checkbox(value=False, label="New random seed")
                 steps = gr.Slider(1, 8, value=1, step=1, label="Steps (SD-Turbo: 1-4)")
             with gr.Accordion("Text-to-image model", open=False):
@@ -153,11 +154,12 @@ def build() -> None:
             pos_review = gr.JSON(label="Metrics: CLIP similarity of each image to the theme's words "
                                        "(filled in after the images)", max_height=260)
             last_generation = gr.State()
-    preset.change(_custom_visible, preset, custom, api_visibility="private", queue=False)
+    wire(preset.change, _custom_visible, preset, custom, api_visibility="private", queue=False)
     shared = [preset, custom, lam, k, geometry]
-    run.click(generate, [prompt, *shared, seed, randomize, steps, model_id],
-              [original, removed, seed, status, details, last_generation], api_name="pos_generate",
-              **GPU_EVENT).success(review_generation, [last_generation], [pos_review],
-                                   api_name="pos_generate_metrics", **GPU_EVENT)
-    diagnose.click(analyse, [prompt, *shared], [energy, nearest, status, details], api_name="pos_diagnose",
-                   **GPU_EVENT)
+    generate_event = wire(run.click, generate, [prompt, *shared, seed, randomize, steps, model_id],
+                          [original, removed, seed, status, details, last_generation], api_name="pos_generate",
+                          **GPU_EVENT)
+    wire(generate_event.success, review_generation, [last_generation], [pos_review],
+         api_name="pos_generate_metrics", **GPU_EVENT)
+    wire(diagnose.click, analyse, [prompt, *shared], [energy, nearest, status, details], api_name="pos_diagnose",
+         **GPU_EVENT)

@@ -7,7 +7,7 @@ import gradio as gr
 from backends.results import results_dir, seal
 from backends.runcard import write_card
 
-from .common import GPU_EVENT, UploadImage, asset, review_panel, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, review_panel, show_notices, user_errors, wire
 
 ABOUT = """
 ### Reenactment · StyleMask, HyperReenact, GAN directions
@@ -218,17 +218,21 @@ def build() -> None:
     # Show the matching result tab first (UI only: not part of the API).
     run_image.click(lambda: gr.Tabs(selected="photo"), None, result_tabs, api_visibility="private", queue=False)
     run_video.click(lambda: gr.Tabs(selected="video"), None, result_tabs, api_visibility="private", queue=False)
-    run_image.click(
+    photo_event = wire(
+        run_image.click,
         reenact_image,
         [source, driving, *options],
         [result, slider, stages, png, details, last_photo],
         api_name="reenact_image",
         **GPU_EVENT,
-    ).success(review_photo, [last_photo], [review, card_file], api_name="reenact_image_metrics", **GPU_EVENT)
+    )
+    wire(photo_event.success, review_photo, [last_photo], [review, card_file], api_name="reenact_image_metrics",
+         **GPU_EVENT)
     run_compare.click(lambda: gr.Tabs(selected="compare"), None, result_tabs, api_visibility="private", queue=False)
-    run_compare.click(compare_engines, [source, driving, truncate, aligned],
-                      [compare_gallery, compare_table, compare_json], api_name="compare_engines", **GPU_EVENT)
-    run_video.click(
+    wire(run_compare.click, compare_engines, [source, driving, truncate, aligned],
+         [compare_gallery, compare_table, compare_json], api_name="compare_engines", **GPU_EVENT)
+    wire(
+        run_video.click,
         reenact_video,
         [source, video, *options],
         [comparison, result_video, video_files, stages, details],
@@ -236,6 +240,7 @@ def build() -> None:
         **GPU_EVENT,
     )
     direction_inputs = [source, truncate, aligned, *sliders]
-    run_dirs.click(move_directions, direction_inputs, [moved, details], api_name="move_directions", **GPU_EVENT)
+    wire(run_dirs.click, move_directions, direction_inputs, [moved, details], api_name="move_directions", **GPU_EVENT)
     for slider in sliders:  # live: re-rendered on release, the inversion is cached
-        slider.release(move_directions, direction_inputs, [moved, details], api_visibility="private", **GPU_EVENT)
+        wire(slider.release, move_directions, direction_inputs, [moved, details], api_visibility="private",
+             **GPU_EVENT)

@@ -57,6 +57,6 @@ def test_unknown_path_and_bad_step(client):
     with pytest.raises(AppError, match=r"^Unknown path 'wings' in the attributes corpus\. Paths: Feminine"):
         client.predict("seed", None, 0, "attributes", "wings", 1.0, 0.15, "stored", False,
                        api_name="/edit_latent_path")
-    with pytest.raises(AppError, match=r"^Value 5\.0 is greater than maximum value 1\.0\.$"):
+    with pytest.raises(AppError, match=r"^Step size must be a number from 0\.01 to 1, got 5\.0\.$"):
         client.predict("seed", None, 0, "attributes", "Older ↔ younger", 1.0, 5.0, "stored", False,
                        api_name="/edit_latent_path")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
+import re
+import struct
 import time
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import InputError, NoFaceError
 from .optimisation import ProgressFn
@@ -138,17 +142,132 @@ def anonymize_folder(in_dir: str | Path, out_dir: str | Path, *, progress: Progr
     return FolderReport(rows(), processed, len(images) - processed, report_path, bool(standin))
 
 
+# Compression methods by their zip number, for the message when a member uses one this reader does not read.
+# Only stored and Deflate members are read: the others either cannot be read here (Deflate64, PPMd...) or
+# (bzip2, LZMA) decompress in unbounded steps through zipfile, which a bomb could use.
+COMPRESSION_NAMES = {1: "Shrink", 6: "Implode", 9: "Deflate64", 12: "bzip2", 14: "LZMA", 18: "IBM TERSE",
+                     19: "LZ77", 93: "Zstandard", 94: "MP3", 95: "XZ", 96: "JPEG", 97: "WavPack", 98: "PPMd",
+                     99: "AES-encrypted"}
+CHUNK_BYTES = 1 << 20  # decompressed bytes per step: memory stays bounded whatever the headers say
+MAX_STEM_BYTES = 100  # of a member's own name in its flat local name (file systems allow 255)
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+# What zipfile may raise on a hostile directory (OSError: a seek past the end of the upload).
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, UnicodeDecodeError, NotImplementedError,
+                    struct.error, OverflowError, IndexError, KeyError)
+# What a member's own data may raise while it is decompressed (an OSError there is the server's disk).
+_MEMBER_DATA_ERRORS = (zlib.error, ValueError, EOFError, OverflowError, struct.error)
+
+
+@dataclass
+class ZipContents:
+    """What :func:`extract_zip` did: the images written (local names) and those it could not read, with why."""
+
+    extracted: list[str]
+    failed: dict[str, str]
+    bytes_read: int = 0
+
+
+class _MemberProblem(Exception):
+    """One member of the zip cannot be read; the rest of the zip still is."""
+
+
+def _local_name(index: int, member: str) -> str:
+    """A flat, collision-free, short local name for a member: ``007_<its own name>``, no folder from the archive."""
+    base = re.split(r"[\\/]", member)[-1]
+    suffix = Path(base).suffix.lower()
+    stem = base[: len(base) - len(suffix)] if suffix else base
+    stem = "".join(c if c.isprintable() else "_" for c in stem)
+    stem = stem.encode("utf-8")[:MAX_STEM_BYTES].decode("utf-8", errors="ignore")
+    return f"{index:03d}_{stem}{suffix}"
+
+
+def _copy_member(fp: BinaryIO, info: zipfile.ZipInfo, target: Path, already: int, max_bytes: int) -> int:
+    """Decompress one member into ``target``, counting what actually comes out; the bytes written.
+
+    The central directory's sizes are what the caps are checked against; here the data itself is held to
+    them: a member that yields more than it declares is stopped at once (a bomb whose headers lie), one
+    that yields less, ends early or fails its CRC is damaged. Raises :class:`_MemberProblem` with the
+    reason, or :class:`InputError` when the zip's images, ``already`` bytes before this one, pass ``max_bytes``.
+    """
+    if info.flag_bits & 0x1:
+        raise _MemberProblem("is encrypted (password-protected); Face Lab cannot open it. Add the photo to the "
+                             "zip without a password.")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        method = COMPRESSION_NAMES.get(info.compress_type, f"method {info.compress_type}")
+        raise _MemberProblem(f"uses {method} compression, which Face Lab does not read. Make the zip again with "
+                             "the standard (Deflate) compression.")
+    if info.header_offset < 0:
+        raise _MemberProblem("is damaged: its data is not where the zip's directory says.")
+    fp.seek(info.header_offset)
+    header = fp.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_SIGNATURE:
+        raise _MemberProblem("is damaged: its data is not where the zip's directory says.")
+    *_, name_len, extra_len = _LOCAL_HEADER.unpack(header)
+    fp.seek(info.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
+    inflate = zlib.decompressobj(-zlib.MAX_WBITS) if info.compress_type == zipfile.ZIP_DEFLATED else None
+    left, written, crc = info.compress_size, 0, 0
+    with target.open("wb") as out:
+        def emit(data: bytes) -> None:
+            nonlocal written, crc
+            written += len(data)
+            if written > info.file_size:
+                raise _MemberProblem(f"holds more data than the {_size(info.file_size)} its header declares; "
+                                     "it was stopped there (a zip built to expand without limit).")
+            if already + written > max_bytes:  # each member is held to its declared size, so this is a last guard
+                raise InputError(f"The zip's images decompress to more than {max_bytes / 2**20:.0f} MB, "
+                                 "the limit.")
+            crc = zlib.crc32(data, crc)
+            out.write(data)
+
+        while inflate is None and left > 0:  # stored: the data is the content
+            chunk = fp.read(min(CHUNK_BYTES, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            emit(chunk)
+        while inflate is not None and not inflate.eof:
+            # At most CHUNK_BYTES come out per step; input zlib could not use yet waits in unconsumed_tail.
+            given = inflate.unconsumed_tail
+            if not given and left > 0:
+                given = fp.read(min(CHUNK_BYTES, left))
+                left -= len(given)
+                if not given:
+                    break  # the upload ends before the member's compressed size
+            produced = inflate.decompress(given, CHUNK_BYTES)
+            emit(produced)
+            if not given and not produced:
+                break  # nothing left to give and nothing more comes out: the stream ends early
+    if (left > 0 and inflate is None) or (inflate is not None and not inflate.eof):
+        raise _MemberProblem("is damaged: its data ends early (a truncated upload?).")
+    if written != info.file_size:
+        raise _MemberProblem(f"is damaged: it holds {_size(written)}, its header declares {_size(info.file_size)}.")
+    if crc != info.CRC:
+        raise _MemberProblem("is damaged: its checksum does not match its data.")
+    return written
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 2**20 else f"{n / 2**20:.1f} MB"
+
+
 def extract_zip(zip_path: str | Path, dest: Path, max_files: int = MAX_ZIP_FILES,
-                max_bytes: int = MAX_ZIP_BYTES) -> int:
-    """Extract the images of an uploaded zip (flat, safe names), refusing archives over the caps."""
+                max_bytes: int = MAX_ZIP_BYTES) -> ZipContents:
+    """Extract the images of an uploaded zip (flat, short, safe names), refusing archives over the caps.
+
+    Whole-zip problems (not a zip, too many images, too large) raise :class:`InputError`. A member that
+    cannot be read (encrypted, an unsupported compression, damaged, lying about its size) is listed in
+    ``failed`` with the reason, and the other images are still extracted.
+    """
     try:
         archive = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except _ZIP_READ_ERRORS as exc:
         raise InputError("The upload is not a readable zip archive.") from exc
     with archive:
         members = [m for m in archive.infolist()
-                   if not m.is_dir() and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
-                   and not Path(m.filename).name.startswith(".") and "__MACOSX" not in m.filename]
+                   if m.filename and not m.filename.endswith("/")  # ZipInfo.is_dir() fails on an empty name
+                   and Path(m.filename).suffix.lower() in IMAGE_SUFFIXES
+                   and not re.split(r"[\\/]", m.filename)[-1].startswith(".") and "__MACOSX" not in m.filename]
         if not members:
             raise InputError("The zip holds no images (jpg, png, webp, bmp, tif).")
         if len(members) > max_files:
@@ -158,10 +277,25 @@ def extract_zip(zip_path: str | Path, dest: Path, max_files: int = MAX_ZIP_FILES
             raise InputError(f"The zip's images add up to {total / 2**20:.1f} MB uncompressed; "
                              f"the limit is {max_bytes / 2**20:.0f} MB.")
         dest.mkdir(parents=True, exist_ok=True)
-        for i, m in enumerate(members):
-            name = f"{i:03d}_{Path(m.filename).name}"  # flat and collision-free; no path from the archive
-            (dest / name).write_bytes(archive.read(m))
-    return len(members)
+        contents = ZipContents([], {})
+        with open(zip_path, "rb") as fp:
+            for i, m in enumerate(members):
+                name = _local_name(i, m.filename)
+                target = dest / name
+                try:
+                    contents.bytes_read += _copy_member(fp, m, target, contents.bytes_read, max_bytes)
+                except _MemberProblem as problem:
+                    target.unlink(missing_ok=True)
+                    contents.failed[name] = f"The image {problem}"
+                except _MEMBER_DATA_ERRORS:
+                    target.unlink(missing_ok=True)
+                    contents.failed[name] = "The image is damaged: its compressed data cannot be read."
+                except BaseException:
+                    target.unlink(missing_ok=True)
+                    raise
+                else:
+                    contents.extracted.append(name)
+    return contents
 
 
 def anonymize_zip(zip_path: str | Path, work_dir: str | Path, *, progress: ProgressFn | None = None,
@@ -171,8 +305,18 @@ def anonymize_zip(zip_path: str | Path, work_dir: str | Path, *, progress: Progr
         raise InputError("Please upload a zip of photos.")
     work = Path(work_dir)
     in_dir, out_dir = work / "in", work / "out"
-    extract_zip(zip_path, in_dir)
-    report = anonymize_folder(in_dir, out_dir, progress=progress, **options)
+    contents = extract_zip(zip_path, in_dir)
+    if contents.extracted:
+        report = anonymize_folder(in_dir, out_dir, progress=progress, **options)
+    else:  # nothing readable: the report lists why, one row per image
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = FolderReport([], 0, 0, out_dir / REPORT_NAME)
+    if contents.failed:
+        failed = [{"file": name, "status": "failed", "identity_cosine": "", "attribute_similarity": "", "output": "",
+                   "seconds": "", "message": reason} for name, reason in contents.failed.items()]
+        rows = sorted(report.rows + failed, key=lambda row: row["file"])
+        _write_report(report.report_path, rows)
+        report = dataclasses.replace(report, rows=rows, processed=report.processed + len(failed))
     bundle = work / "anonymized.zip"
     with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(out_dir.rglob("*")):

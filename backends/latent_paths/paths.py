@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, shorten
 from ..networks.contraclip import (
     SupportSets,
     load_support_sets,
@@ -143,7 +143,7 @@ class PathModel:
                 if key in (p.label.lower(), p.positive.lower()):
                     return k
         labels = "; ".join(p.label for p in self.paths)
-        raise InputError(f"Unknown path '{name}' in the {self.corpus} corpus. Paths: {labels}.")
+        raise InputError(f"Unknown path '{shorten(str(name))}' in the {self.corpus} corpus. Paths: {labels}.")
 
 
 def _dipoles_file(path: Path | None, companion: str) -> Path | None:
