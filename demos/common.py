@@ -243,6 +243,11 @@ def _raw_problem(block_fn: Any, inputs: Any) -> str | None:
         got = len(inputs) if isinstance(inputs, list) else validation.describe(inputs)
         return f"This endpoint takes {len(expected)} inputs ({shorten(names, 300)}); got {got}."
     for component, payload in zip(expected, inputs, strict=False):
+        if isinstance(component, gr.State):  # gradio reads it from the session, never from the request
+            if payload is not None:
+                return (f"{_field(component)} is kept by the server for this session; send null for it, got "
+                        f"{validation.describe(payload)}.")
+            continue
         if isinstance(component, (gr.Image, gr.Video, gr.File)):
             problem = upload_problem(component, payload)
             if problem:
@@ -430,4 +435,12 @@ def review_panel(prefix: str) -> tuple[gr.JSON, gr.File, gr.State]:
         review = gr.JSON(label="Metrics (each with what it means and which way is better)", max_height=300,
                          elem_id=f"{prefix}-review")
         card = gr.File(label="Run card (JSON)", interactive=False, elem_id=f"{prefix}-card")
-    return review, card, gr.State()
+    return review, card, session_state("The last result")
+
+
+def session_state(label: str) -> gr.State:
+    """A server-side value of this session (the last result, for the reviewer panels), named for messages:
+    an API client sends null in its place (gradio_client does), anything else is refused."""
+    state = gr.State()
+    state.label = label
+    return state

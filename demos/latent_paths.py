@@ -6,7 +6,7 @@ import random
 
 import gradio as gr
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
+from .common import GPU_EVENT, UploadImage, asset, session_state, show_notices, user_errors, wire
 
 ABOUT = """
 ### Latent-path editing · ContraCLIP
@@ -163,7 +163,7 @@ def build() -> None:
                     strip_review = gr.JSON(label="Metrics: ArcFace identity cosine to the start along the strip "
                                                  "(filled in after the strip; the plot then shows both curves)",
                                            max_height=240)
-                    last_strip = gr.State()
+                    last_strip = session_state("The last strip")
             details = gr.JSON(label="Details (path, sentences, steps, seed, weights)", max_height=300)
 
     # Show the matching result tab first (UI only: not part of the API).

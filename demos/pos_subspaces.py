@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .common import GPU_EVENT, show_notices, user_errors, wire
+from .common import GPU_EVENT, session_state, show_notices, user_errors, wire
 
 ABOUT = """
 ### PoS subspaces · removing a visual theme
@@ -153,7 +153,7 @@ def build() -> None:
             details = gr.JSON(label="Details (seed, model, words used, notices)", max_height=260)
             pos_review = gr.JSON(label="Metrics: CLIP similarity of each image to the theme's words "
                                        "(filled in after the images)", max_height=260)
-            last_generation = gr.State()
+            last_generation = session_state("The last images")
     wire(preset.change, _custom_visible, preset, custom, api_visibility="private", queue=False)
     shared = [preset, custom, lam, k, geometry]
     generate_event = wire(run.click, generate, [prompt, *shared, seed, randomize, steps, model_id],
