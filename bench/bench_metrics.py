@@ -59,8 +59,8 @@ def bench_reenactment(args, device) -> list[tuple[str, str]]:
     card = _card_seconds(lambda: common.photo_run_card(res, source, driving, truncate=True, paste_back=False,
                                                        already_aligned=False, weights=eng.weights))
     return [(f"result: {args.engine} photo pair (loads, aligns, inverts)", f"{t_result:.1f} s"),
-            ("metrics after it, first (loads ArcFace + DECA)", f"{t_first:.1f} s"),
-            ("metrics after it, warm (CSIM + 3 DECA reads)", f"{t_warm:.2f} s"),
+            ("metrics after it, first (loads ArcFace, 2DFAN-4, DECA)", f"{t_first:.1f} s"),
+            ("metrics after it, warm (CSIM; 3 faces: YuNet, 2DFAN-4, DECA)", f"{t_warm:.2f} s"),
             ("run card (inside the result)", card)]
 
 
