@@ -243,6 +243,11 @@ def _raw_problem(block_fn: Any, inputs: Any) -> str | None:
         got = len(inputs) if isinstance(inputs, list) else validation.describe(inputs)
         return f"This endpoint takes {len(expected)} inputs ({shorten(names, 300)}); got {got}."
     for component, payload in zip(expected, inputs, strict=False):
+        if isinstance(component, gr.State):  # gradio reads it from the session, never from the request
+            if payload is not None:
+                return (f"{_field(component)} is kept by the server for this session; send null for it, got "
+                        f"{validation.describe(payload)}.")
+            continue
         if isinstance(component, (gr.Image, gr.Video, gr.File)):
             problem = upload_problem(component, payload)
             if problem:
@@ -415,5 +420,27 @@ def UploadImage(**kwargs: Any) -> RawPathImage:  # noqa: N802 - reads like a com
 
 
 # Inputs that need no check of their own in `wire`: uploads, which gradio validates as files and the
-# backends' input policy reads (not an image, not a video... are clear errors there).
-UPLOAD_INPUTS: tuple[type, ...] = (RawPathImage, gr.Video)
+# backends' input policy reads (not an image, not a video... are clear errors there); and session state
+# (gr.State: the reviewer panels' last result), which gradio takes from the session, never from a request.
+UPLOAD_INPUTS: tuple[type, ...] = (RawPathImage, gr.Video, gr.State)
+
+
+def review_panel(prefix: str) -> tuple[gr.JSON, gr.File, gr.State]:
+    """The reviewer view under a result: the papers' metrics (filled in after the result, by a chained
+    event), the run card download, and the server-side state that carries the result to them."""
+    with gr.Accordion("Reviewer view: the papers' metrics and the run card", open=True):
+        gr.Markdown("Metrics are computed after the result is shown. The run card (JSON) lists every setting, "
+                    "seed, weight file (sha256) and package version; `python -m backends.replay run_card.json "
+                    "INPUTS...` re-runs it and reports whether the output is identical.")
+        review = gr.JSON(label="Metrics (each with what it means and which way is better)", max_height=300,
+                         elem_id=f"{prefix}-review")
+        card = gr.File(label="Run card (JSON)", interactive=False, elem_id=f"{prefix}-card")
+    return review, card, session_state("The last result")
+
+
+def session_state(label: str) -> gr.State:
+    """A server-side value of this session (the last result, for the reviewer panels), named for messages:
+    an API client sends null in its place (gradio_client does), anything else is refused."""
+    state = gr.State()
+    state.label = label
+    return state

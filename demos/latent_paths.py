@@ -6,7 +6,7 @@ import random
 
 import gradio as gr
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
+from .common import GPU_EVENT, UploadImage, asset, session_state, show_notices, user_errors, wire
 
 ABOUT = """
 ### Latent-path editing · ContraCLIP
@@ -105,7 +105,18 @@ def path_strip(start: str, photo: str | None, seed: float | None, corpus: str, p
                            frames=int(frames), eps=float(eps), render_mode=render_mode, paste_back=bool(paste_back),
                            margin=bool(margin), progress=report)
     show_notices(res.edit.notices)
-    return res.strip, str(res.gif), [str(res.gif), str(res.mp4)], res.plot, res.to_dict()
+    return res.strip, str(res.gif), [str(res.gif), str(res.mp4)], res.plot, res.to_dict(), res
+
+
+@user_errors
+def review_strip(last):
+    """Identity cosine to the start along the last strip, plotted with the CLIP margin; runs after the strip."""
+    from backends.latent_paths.traversal import strip_metrics
+
+    if last is None:
+        return gr.skip(), {"note": "Make a strip first: its identity curve appears here."}
+    shown, plot = strip_metrics(last)
+    return plot, shown
 
 
 def build() -> None:
@@ -149,6 +160,10 @@ def build() -> None:
                     plot = gr.Image(label="CLIP margin along the path", interactive=False)
                     gif = gr.Image(label="Animation", interactive=False, type="filepath")
                     files = gr.File(label="Download GIF and MP4", file_count="multiple", interactive=False)
+                    strip_review = gr.JSON(label="Metrics: ArcFace identity cosine to the start along the strip "
+                                                 "(filled in after the strip; the plot then shows both curves)",
+                                           max_height=240)
+                    last_strip = session_state("The last strip")
             details = gr.JSON(label="Details (path, sentences, steps, seed, weights)", max_height=300)
 
     # Show the matching result tab first (UI only: not part of the API).
@@ -165,5 +180,8 @@ def build() -> None:
     # Moving the slider re-uses the cached inversion and walk: only the new point is rendered.
     wire(strength.release, edit_path, [*inputs, strength, *options], edit_outputs, api_visibility="private",
          **GPU_EVENT)
-    wire(run_strip.click, path_strip, [*inputs, max_strength, frames, *options, margin],
-                    [strip_image, gif, files, plot, details], api_name="latent_path_strip", **GPU_EVENT)
+    strip_event = wire(run_strip.click, path_strip, [*inputs, max_strength, frames, *options, margin],
+                       [strip_image, gif, files, plot, details, last_strip], api_name="latent_path_strip",
+                       **GPU_EVENT)
+    wire(strip_event.success, review_strip, [last_strip], [plot, strip_review], api_name="latent_path_strip_metrics",
+         **GPU_EVENT)

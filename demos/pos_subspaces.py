@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .common import GPU_EVENT, show_notices, user_errors, wire
+from .common import GPU_EVENT, session_state, show_notices, user_errors, wire
 
 ABOUT = """
 ### PoS subspaces · removing a visual theme
@@ -72,7 +72,18 @@ def generate(prompt: str, preset: str, custom: str | None, lam: float, k: float,
     status = (_status("Generated", result)
               + f" · seed {result.seed} · {result.steps} step(s) · {result.model_id} (decoder {result.decoder})"
               + f" · {result.seconds:.1f} s")
-    return result.original, result.removed, result.seed, status, result.to_dict()
+    return result.original, result.removed, result.seed, status, result.to_dict(), (result, theme)
+
+
+@user_errors
+def review_generation(last: tuple | None):
+    """CLIP similarity of both images to the theme's words; runs after the images are shown."""
+    from backends.pos_subspaces.generate import theme_presence
+
+    if not last:
+        return {"note": "Generate first: the theme's presence in both images appears here."}
+    result, theme = last
+    return theme_presence(result, theme)
 
 
 @user_errors
@@ -140,9 +151,15 @@ def build() -> None:
             nearest = gr.Dataframe(headers=NEAREST_COLUMNS, label="Nearest vocabulary words (CLIP ViT-B/32)",
                                    interactive=False, elem_id="pos-nearest")
             details = gr.JSON(label="Details (seed, model, words used, notices)", max_height=260)
+            pos_review = gr.JSON(label="Metrics: CLIP similarity of each image to the theme's words "
+                                       "(filled in after the images)", max_height=260)
+            last_generation = session_state("The last images")
     wire(preset.change, _custom_visible, preset, custom, api_visibility="private", queue=False)
     shared = [preset, custom, lam, k, geometry]
-    wire(run.click, generate, [prompt, *shared, seed, randomize, steps, model_id],
-              [original, removed, seed, status, details], api_name="pos_generate", **GPU_EVENT)
+    generate_event = wire(run.click, generate, [prompt, *shared, seed, randomize, steps, model_id],
+                          [original, removed, seed, status, details, last_generation], api_name="pos_generate",
+                          **GPU_EVENT)
+    wire(generate_event.success, review_generation, [last_generation], [pos_review],
+         api_name="pos_generate_metrics", **GPU_EVENT)
     wire(diagnose.click, analyse, [prompt, *shared], [energy, nearest, status, details], api_name="pos_diagnose",
          **GPU_EVENT)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import gradio as gr
 
 from backends.results import results_dir, seal
+from backends.runcard import write_card
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
+from .common import GPU_EVENT, UploadImage, asset, review_panel, show_notices, user_errors, wire
 
 ABOUT = """
 ### Reenactment · StyleMask, HyperReenact, GAN directions
@@ -66,9 +67,49 @@ def reenact_image(
     folder = results_dir("reenactment")  # made only now that there is a result to keep
     png = folder / "reenacted.png"
     res.final.save(png)
+    card = write_card(res.run_card, folder, {"final": png.name})  # the reviewer's run card, beside the PNG
     seal(folder)
     before = res.source_aligned.resize(res.result.size)
-    return res.final, (before, res.result), res.stages(), str(png), res.to_dict()
+    return res.final, (before, res.result), res.stages(), str(png), res.to_dict(), (res, str(card))
+
+
+@user_errors
+def review_photo(last: tuple | None):
+    """The papers' metrics of the last photo result and its run card; runs after the result is shown."""
+    from backends.reenactment.common import photo_metrics
+
+    if not last:
+        return {"note": "Reenact a photo first: the metrics of its result appear here."}, None
+    res, card = last
+    return photo_metrics(res), card
+
+
+COMPARE_COLUMNS = ["engine", "status", "result (s)", "CSIM ↑", "pose error (°) ↓", "expression error ↓",
+                   "jaw error (°) ↓"]
+
+
+@user_errors
+def compare_engines(
+    source: str | None, driving: str | None, truncate: bool, already_aligned: bool = False,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects the tracker
+):
+    """Every engine on the same pair, side by side: results, the papers' metrics and times."""
+    import pandas as pd
+
+    from backends.reenactment.common import COMPARE_KEYS
+    from backends.reenactment.common import compare_engines as run_every_engine
+
+    runs = run_every_engine(source, driving, truncate=truncate, already_aligned=already_aligned,
+                            progress=lambda f, d: progress(f, desc=d))
+    gallery = [(r.result.final, f"{ENGINE_NAMES[r.engine]} · {r.seconds:.1f} s") for r in runs if r.result]
+    rows = []
+    for r in runs:
+        if r.result is None:
+            rows.append([ENGINE_NAMES[r.engine], "unavailable: " + r.reason, None, None, None, None, None])
+            continue
+        status = "stand-in weights: not meaningful" if r.result.standin else "ran"
+        rows.append([ENGINE_NAMES[r.engine], status, round(r.seconds, 1), *(r.value(k) for k in COMPARE_KEYS)])
+    return gallery, pd.DataFrame(rows, columns=COMPARE_COLUMNS), [r.to_dict() for r in runs]
 
 
 @user_errors
@@ -122,6 +163,7 @@ def build() -> None:
             with gr.Tab("Driving photo"):
                 driving = UploadImage(label="Driving face (pose and expression)")
                 run_image = gr.Button("Reenact photo", variant="primary", elem_id="reenact-run")
+                run_compare = gr.Button("Compare every engine on this pair", elem_id="reenact-compare")
             with gr.Tab("Driving video"):
                 video = gr.Video(label="Driving video (mp4, webm, mov; first 10 s)", sources=["upload", "webcam"])
                 run_video = gr.Button("Reenact video", variant="primary")
@@ -152,6 +194,13 @@ def build() -> None:
                     )
                     slider = gr.ImageSlider(label="Before / after (source crop vs result)", interactive=False)
                     png = gr.File(label="Download PNG", interactive=False)
+                    review, card_file, last_photo = review_panel("reenact")
+                with gr.Tab("Engines side by side", id="compare"):
+                    compare_gallery = gr.Gallery(label="One result per available engine", columns=3, height=260)
+                    compare_table = gr.Dataframe(headers=COMPARE_COLUMNS, interactive=False,
+                                                 label="The papers' metrics per engine (↑/↓: which way is better)")
+                    compare_json = gr.JSON(label="Every engine: metrics, run card, or why it is unavailable",
+                                           max_height=300)
                 with gr.Tab("Video result", id="video"):
                     comparison = gr.Video(label="Source | driving | result", interactive=False)
                     result_video = gr.Video(label="Result", interactive=False)
@@ -169,14 +218,19 @@ def build() -> None:
     # Show the matching result tab first (UI only: not part of the API).
     run_image.click(lambda: gr.Tabs(selected="photo"), None, result_tabs, api_visibility="private", queue=False)
     run_video.click(lambda: gr.Tabs(selected="video"), None, result_tabs, api_visibility="private", queue=False)
-    wire(
+    photo_event = wire(
         run_image.click,
         reenact_image,
         [source, driving, *options],
-        [result, slider, stages, png, details],
+        [result, slider, stages, png, details, last_photo],
         api_name="reenact_image",
         **GPU_EVENT,
     )
+    wire(photo_event.success, review_photo, [last_photo], [review, card_file], api_name="reenact_image_metrics",
+         **GPU_EVENT)
+    run_compare.click(lambda: gr.Tabs(selected="compare"), None, result_tabs, api_visibility="private", queue=False)
+    wire(run_compare.click, compare_engines, [source, driving, truncate, aligned],
+         [compare_gallery, compare_table, compare_json], api_name="compare_engines", **GPU_EVENT)
     wire(
         run_video.click,
         reenact_video,
