@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from backends.errors import FaceLabError, scrub_paths
+from backends.errors import FaceLabError, MissingWeightsError, scrub_paths
 from backends.standin import standin_enabled
 
 log = logging.getLogger("facelab")
@@ -49,6 +51,12 @@ def user_errors(fn: Callable) -> Callable:
                 return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except MissingWeightsError as exc:
+            # The visitor gets one sentence; the host's account (sources, commands) stays in the log and
+            # in a collapsed section of the same message, which stays up until it is closed.
+            log.warning("missing weights in %s: %s", fn.__name__, exc)
+            raise gr.Error(missing_weights_message(exc), duration=None, title="Missing model",
+                           print_exception=False) from None
         except FaceLabError as exc:
             # Backends word their own messages; the scrub is the last guard against a server path.
             raise gr.Error(scrub_paths(str(exc)), print_exception=False) from None
@@ -62,6 +70,35 @@ def user_errors(fn: Callable) -> Callable:
             ) from None
 
     return wrapper
+
+
+MISSING_MODEL = "This Space is missing a model this step needs; the owner can fetch it with one command."
+MAX_SENTENCE = 160  # longer first sentences are the host's business: they go into the detail
+OWNER_SUMMARY = "Details for the Space owner"
+
+
+def visitor_sentence(exc: MissingWeightsError) -> str:
+    """The one sentence a visitor reads about a missing checkpoint (no sources, commands or class names)."""
+    from backends import weights
+
+    entry = weights.entry_of_error(exc.key, exc.filename, str(exc))
+    if entry is not None:
+        return weights.visitor_message(entry)
+    first = re.split(r"(?<=[.!?])\s", str(exc).strip(), maxsplit=1)[0]
+    return first if first and len(first) <= MAX_SENTENCE else MISSING_MODEL
+
+
+def owner_details(text: str, summary: str = OWNER_SUMMARY) -> str:
+    """``text`` (the host's account) as a collapsed HTML section: commands in code, one tried source a line."""
+    body = html.escape(scrub_paths(text), quote=False)
+    body = re.sub(r"`([^`]+)`", r"<code>\1</code>", body)
+    body = re.sub(r" (\(\d+\) )", r"<br>\1", body)
+    return f"<details><summary>{summary}</summary>{body}</details>"
+
+
+def missing_weights_message(exc: MissingWeightsError) -> str:
+    """One sentence for the visitor, then the host's full account collapsed (toast, status text, API)."""
+    return visitor_sentence(exc) + owner_details(str(exc))
 
 
 def delete_private_files(demo: gr.Blocks) -> None:
