@@ -148,6 +148,79 @@ def download_progress(progress: Any) -> contextlib.AbstractContextManager:
     return weights.report_downloads(on_event)
 
 
+def legend_plot(kind: type[gr.LinePlot] | type[gr.BarPlot], *, label: str, height: int = 320,
+                **kwargs: Any) -> Any:
+    """A line or bar plot whose colour legend stays inside its box.
+
+    gradio draws a component's label above the chart without telling the chart, which then fits its
+    axes and the legend below them into ``height`` and loses the legend's entries off the bottom (only
+    its title showed). The chart draws the label itself here, as its title, so it fits everything.
+    """
+    return kind(label=label, show_label=False, title=label, height=height, **kwargs)
+
+
+def progress_stages(progress: gr.Progress | None) -> Callable[[float, str], None]:
+    """A backend ``progress(fraction, stage)`` callback that shows each stage on the tab's progress bar."""
+
+    def report(fraction: float, stage: str) -> None:
+        if progress is not None:
+            progress(fraction, desc=stage)
+
+    return report
+
+
+EXAMPLES_CACHE_ENV = "GRADIO_EXAMPLES_CACHE"
+
+
+def lazy_examples(examples: list[list[Any]], inputs: list[Any], fn: Callable, outputs: list[Any],
+                  **kwargs: Any) -> gr.Examples:
+    """Examples whose result is computed at the first click (by anyone) and then shown at once.
+
+    The cache is kept apart for stand-in and real weights: a result of random weights must never be
+    shown as a result after a restart with the real ones.
+    """
+    kwargs.setdefault("api_visibility", "private")  # the tab's own endpoints are the API
+    base = Path(os.environ.get(EXAMPLES_CACHE_ENV, ".gradio/cached_examples"))
+    folder = base / ("stand-in" if standin_enabled() else "weights")
+    before = os.environ.get(EXAMPLES_CACHE_ENV)
+    os.environ[EXAMPLES_CACHE_ENV] = str(folder)  # gradio reads it while building the examples
+    try:
+        return gr.Examples(examples, inputs, outputs, fn, cache_examples=True, cache_mode="lazy", **kwargs)
+    finally:
+        if before is None:
+            os.environ.pop(EXAMPLES_CACHE_ENV, None)
+        else:
+            os.environ[EXAMPLES_CACHE_ENV] = before
+
+
+STAND_IN_STAMP = "STAND-IN WEIGHTS · NOT A RESULT"
+
+
+def stamp_standin(image: Any) -> Any:
+    """``image`` (PIL) with a band across its foot saying it was drawn by stand-in weights.
+
+    Random weights draw flat or noisy pictures that look like a broken app; the stamp says what they are.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    if image is None:
+        return None
+    stamped = image.convert("RGB").copy()
+    width, height = stamped.size
+    band = max(18, height // 12)
+    try:
+        font = ImageFont.load_default(size=max(10, band * 3 // 5))
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(stamped)
+    draw.rectangle([0, height - band, width, height], fill=(255, 243, 205))
+    box = draw.textbbox((0, 0), STAND_IN_STAMP, font=font)
+    x = max(2, (width - (box[2] - box[0])) // 2)
+    y = height - band + max(0, (band - (box[3] - box[1])) // 2) - box[1]
+    draw.text((x, y), STAND_IN_STAMP, fill=(110, 76, 0), font=font)
+    return stamped
+
+
 def show_notices(notices: Iterable[str]) -> None:
     """Show backend notices (capped sizes, several faces...) as toasts."""
     for notice in notices:

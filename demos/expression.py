@@ -5,7 +5,16 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
+from .common import (
+    GPU_EVENT,
+    UploadImage,
+    asset,
+    lazy_examples,
+    legend_plot,
+    progress_stages,
+    show_notices,
+    user_errors,
+)
 
 ABOUT = """
 ### Expression recognition · DFER-CLIP
@@ -69,13 +78,24 @@ def analyze_photo(
 ):
     from backends import expression as dfer_clip
 
-    return _outputs(dfer_clip.analyze_photo(photo, mode=mode), video=False)
+    return _outputs(dfer_clip.analyze_photo(photo, mode=mode, progress=progress_stages(progress)), video=False)
+
+
+def _example_video(video: str | None, progress: gr.Progress = gr.Progress()):  # noqa: B008
+    """The example video with the default settings (the cached result matches these)."""
+    return analyze_video(video, "auto", "dfew", False, progress)
+
+
+def _example_photo(photo: str | None, progress: gr.Progress = gr.Progress()):  # noqa: B008
+    return analyze_photo(photo, "auto", progress)
 
 
 def build() -> None:
     gr.Markdown(ABOUT)
     with gr.Row():
         with gr.Column():
+            # Above both input tabs: the mode applies to a video and to a photo alike.
+            mode = gr.Dropdown(MODES, value="auto", label="Mode (for videos and photos)", elem_id="expr-mode")
             with gr.Tab("Video or webcam"):
                 video = gr.Video(label="Face video (mp4, webm, mov)", sources=["upload", "webcam"])
                 dataset = gr.Dropdown(DATASETS, value="dfew", label="Trained on")
@@ -84,19 +104,14 @@ def build() -> None:
                     info="Also return the video with the face box and expression drawn on each frame.",
                 )
                 run_video = gr.Button("Recognise expression", variant="primary")
-                gr.Examples([[asset("astronaut_pan.mp4")]], [video], label="Example video", cache_examples=False)
             with gr.Tab("Photo"):
                 photo = UploadImage(label="Face photo")
                 run_photo = gr.Button("Recognise expression", variant="primary")
-                gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], cache_examples=False)
-            mode = gr.Dropdown(MODES, value="auto", label="Mode")
         with gr.Column():
             mode_used = gr.Markdown()
             label = gr.Label(label="Expression", num_top_classes=4)
-            timeline = gr.LinePlot(
-                x="time (s)", y="probability", color="expression", label="Probabilities over time",
-                height=260, visible=False,
-            )
+            timeline = legend_plot(gr.LinePlot, x="time (s)", y="probability", color="expression",
+                                   label="Probabilities over time", height=340, visible=False, elem_id="expr-timeline")
             crops = gr.Gallery(
                 label="Face crops used", columns=6, rows=1, height=150, object_fit="contain", allow_preview=False,
                 fit_columns=False,
@@ -104,6 +119,12 @@ def build() -> None:
             annotated = gr.Video(label="Annotated video", visible=False, interactive=False)
             details = gr.JSON(label="Details (mode, weights, notices)", max_height=260)
     outputs = [mode_used, label, timeline, crops, details, annotated]
+    with video.parent:  # the examples sit in their input tab, under its button
+        lazy_examples([[asset("astronaut_pan.mp4")]], [video], _example_video, outputs,
+                      label="Example video (automatic mode, DFEW; computed at the first click)")
+    with photo.parent:
+        lazy_examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], _example_photo, outputs,
+                      label="Example photos (automatic mode; computed at the first click)")
     run_video.click(
         analyze_video, [video, mode, dataset, annotate], outputs, api_name="expression_video", **GPU_EVENT
     )

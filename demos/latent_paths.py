@@ -6,7 +6,7 @@ import random
 
 import gradio as gr
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, lazy_examples, progress_stages, show_notices, user_errors
 
 ABOUT = """
 ### Latent-path editing · ContraCLIP
@@ -71,13 +71,15 @@ def _start(start: str, photo: str | None, seed: float | None) -> tuple[str | Non
 
 @user_errors
 def edit_path(start: str, photo: str | None, seed: float | None, corpus: str, path: str, strength: float,
-              eps: float, render_mode: str, paste_back: bool):
+              eps: float, render_mode: str, paste_back: bool,
+              progress: gr.Progress = gr.Progress()):  # noqa: B008 - gradio injects the tracker
     from backends import latent_paths as contraclip
     from backends.results import results_dir, seal
 
     photo, seed = _start(start, photo, seed)
     res = contraclip.edit(photo, seed=seed, corpus=corpus, path=path, strength=float(strength), eps=float(eps),
-                          render_mode=render_mode, paste_back=bool(paste_back), with_origin=True)
+                          render_mode=render_mode, paste_back=bool(paste_back), with_origin=True,
+                          progress=progress_stages(progress))
     show_notices(res.notices)
     folder = results_dir("latent_paths")
     png = folder / "latent_path_edit.png"
@@ -98,14 +100,19 @@ def path_strip(start: str, photo: str | None, seed: float | None, corpus: str, p
 
     photo, seed = _start(start, photo, seed)
 
-    def report(fraction: float, desc: str) -> None:
-        progress(fraction, desc=desc)
-
     res = contraclip.strip(photo, seed=seed, corpus=corpus, path=path, max_strength=float(max_strength),
                            frames=int(frames), eps=float(eps), render_mode=render_mode, paste_back=bool(paste_back),
-                           margin=bool(margin), progress=report)
+                           margin=bool(margin), progress=progress_stages(progress))
     show_notices(res.edit.notices)
     return res.strip, str(res.gif), [str(res.gif), str(res.mp4)], res.plot, res.to_dict()
+
+
+def _example_edit(photo: str | None, progress: gr.Progress = gr.Progress()):  # noqa: B008
+    """An example photo with the default settings (first attribute path, strength 3): the cached result."""
+    from backends import latent_paths as contraclip
+
+    first = _path_labels("attributes")[0]
+    return edit_path("photo", photo, 0, "attributes", first, 3.0, contraclip.DEFAULT_EPS, "stored", False, progress)
 
 
 def build() -> None:
@@ -134,8 +141,7 @@ def build() -> None:
                 frames = gr.Slider(2, 15, value=contraclip.DEFAULT_FRAMES, step=1, label="Frames")
                 margin = gr.Checkbox(value=True, label="Plot the CLIP margin (loads CLIP ViT-B/32)")
                 run_strip = gr.Button("Make strip", variant="secondary", elem_id="cc-strip")
-            gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo],
-                        label="Example photos (public domain / CC0)", cache_examples=False)
+            examples_box = gr.Column()
         with gr.Column():
             with gr.Tabs() as result_tabs:
                 with gr.Tab("Edit", id="edit"):
@@ -150,6 +156,10 @@ def build() -> None:
                     files = gr.File(label="Download GIF and MP4", file_count="multiple", interactive=False)
             details = gr.JSON(label="Details (path, sentences, steps, seed, weights)", max_height=300)
 
+    with examples_box:  # made once the outputs exist
+        lazy_examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], _example_edit,
+                      [result, before_after, stages, png, details],
+                      label="Example photos (public domain / CC0; first path, strength 3; computed at the first click)")
     # Show the matching result tab first (UI only: not part of the API).
     run.click(lambda: gr.Tabs(selected="edit"), None, result_tabs, api_visibility="private", queue=False)
     run_strip.click(lambda: gr.Tabs(selected="strip"), None, result_tabs, api_visibility="private", queue=False)

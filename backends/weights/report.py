@@ -58,13 +58,15 @@ def tab_rows() -> list[dict[str, str]]:
     rows = []
     for tab in TABS:
         keys = keys_for_tab(tab)
-        missing = [k for k in keys if needed_here(k)]
+        absent = [k for k in keys if needed_here(k)]
+        missing = [k for k in absent if not get_entry(k).optional]
+        optional = [f"{k} (optional: {get_entry(k).optional})" for k in absent if get_entry(k).optional]
         host = [k for k in missing if not get_entry(k).downloadable()]
         rows.append(
             {
                 "tab": tab,
                 "needs": str(len(keys)),
-                "missing": ", ".join(missing) or "nothing",
+                "missing": ", ".join(missing + optional) or "nothing",
                 "command": f"{CLI} fetch --tab {tab}" if len(missing) > len(host) else "",
                 "host supplies": ", ".join(host),
             }
