@@ -218,3 +218,22 @@ def test_ui_details(monkeypatch):
     examples = [b for b in demo.blocks.values() if isinstance(b, gr.Dataset)]
     assert len(examples) == 2
     assert os.environ["GRADIO_EXAMPLES_CACHE"] == "/tmp/facelab-examples-test"  # restored after building
+
+
+def test_pos_model_load_blames_an_unreachable_hub_not_a_missing_file(monkeypatch):
+    from backends.pos_subspaces.text_to_image import _hub_reason
+    from backends.weights import download
+
+    monkeypatch.setattr(download, "_probe", lambda host, port: f"{host} cannot be found (no network, or no DNS)")
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example.org")
+    download.forget_probes()
+    diffusers_says = OSError("stabilityai/sd-turbo does not appear to have a file named model_index.json.")
+    assert _hub_reason(diffusers_says) == (
+        "The hub cannot be reached from this machine (hub.example.org cannot be found (no network, or no DNS))."
+    )
+    monkeypatch.setattr(download, "_probe", lambda host, port: "")
+    download.forget_probes()
+    assert _hub_reason(diffusers_says) == (
+        "Loading failed: stabilityai/sd-turbo does not appear to have a file named model_index.json."
+    )
+    download.forget_probes()
