@@ -6,7 +6,7 @@ import random
 
 import gradio as gr
 
-from .common import GPU_EVENT, UploadImage, asset, lazy_examples, progress_stages, show_notices, user_errors
+from .common import GPU_EVENT, UploadImage, asset, progress_stages, show_notices, user_errors
 
 ABOUT = """
 ### Latent-path editing · ContraCLIP
@@ -107,14 +107,6 @@ def path_strip(start: str, photo: str | None, seed: float | None, corpus: str, p
     return res.strip, str(res.gif), [str(res.gif), str(res.mp4)], res.plot, res.to_dict()
 
 
-def _example_edit(photo: str | None, progress: gr.Progress = gr.Progress()):  # noqa: B008
-    """An example photo with the default settings (first attribute path, strength 3): the cached result."""
-    from backends import latent_paths as contraclip
-
-    first = _path_labels("attributes")[0]
-    return edit_path("photo", photo, 0, "attributes", first, 3.0, contraclip.DEFAULT_EPS, "stored", False, progress)
-
-
 def build() -> None:
     from backends import latent_paths as contraclip
 
@@ -157,9 +149,8 @@ def build() -> None:
             details = gr.JSON(label="Details (path, sentences, steps, seed, weights)", max_height=300)
 
     with examples_box:  # made once the outputs exist
-        lazy_examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], _example_edit,
-                      [result, before_after, stages, png, details],
-                      label="Example photos (public domain / CC0; first path, strength 3; computed at the first click)")
+        gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo],
+                    label="Example photos (public domain / CC0)", cache_examples=False)
     # Show the matching result tab first (UI only: not part of the API).
     run.click(lambda: gr.Tabs(selected="edit"), None, result_tabs, api_visibility="private", queue=False)
     run_strip.click(lambda: gr.Tabs(selected="strip"), None, result_tabs, api_visibility="private", queue=False)
