@@ -7,7 +7,18 @@ import gradio as gr
 from backends.results import results_dir, seal
 from backends.runcard import write_card
 
-from .common import GPU_EVENT, UploadImage, asset, review_panel, show_notices, user_errors, wire
+from .common import (
+    GPU_EVENT,
+    UploadImage,
+    asset,
+    owner_details,
+    progress_stages,
+    review_panel,
+    show_notices,
+    user_errors,
+    visitor_sentence,
+    wire,
+)
 
 ABOUT = """
 ### Reenactment · StyleMask, HyperReenact, GAN directions
@@ -40,6 +51,25 @@ SLIDERS = [("Yaw (°)", 30.0), ("Pitch (°)", 20.0), ("Roll (°)", 20.0), ("Jaw 
 ]
 
 
+def engine_state(key: str, available: bool, reason: str) -> str:
+    """What the engine list says about one engine: ready only when its files are here (or stand-ins are on)."""
+    from backends import reenactment, weights
+    from backends.errors import MissingWeightsError
+    from backends.standin import standin_enabled
+
+    if not available:
+        return visitor_sentence(MissingWeightsError(reason)) + owner_details(reason)
+    if standin_enabled():
+        return "ready (stand-in weights: outputs are not results)"
+    missing = [weights.get_entry(k) for k in reenactment.get_engine(key).weights if weights.find_local(k) is None]
+    if not missing:
+        return "ready"
+    sizes = [e.size_bytes for e in missing]
+    size = f", {weights.human_size(sum(sizes))}" if all(sizes) else ""
+    files = ", ".join(e.filename for e in missing)
+    return f"not downloaded yet: the first run fetches {len(missing)} file(s){size} ({files})"
+
+
 def engine_choices() -> tuple[list[tuple[str, str]], str]:
     """Dropdown entries (unavailable engines are marked, not hidden) and the status text with the reasons."""
     from backends import reenactment
@@ -48,7 +78,7 @@ def engine_choices() -> tuple[list[tuple[str, str]], str]:
     for status in reenactment.engine_statuses():
         name = ENGINE_NAMES[status.key]
         choices.append((name if status.available else f"{name} (unavailable)", status.key))
-        lines.append(f"- **{name}**: " + ("ready" if status.available else status.reason))
+        lines.append(f"- **{name}**: " + engine_state(status.key, status.available, status.reason))
     return choices, "\n".join(lines)
 
 
@@ -61,7 +91,8 @@ def reenact_image(
     from backends import reenactment
 
     res = reenactment.reenact_images(
-        source, driving, truncate=truncate, paste_back=paste_back, engine=engine, already_aligned=already_aligned
+        source, driving, truncate=truncate, paste_back=paste_back, engine=engine, already_aligned=already_aligned,
+        progress=progress_stages(progress),
     )
     show_notices(res.notices)
     folder = results_dir("reenactment")  # made only now that there is a result to keep
@@ -178,12 +209,7 @@ def build() -> None:
                 value=False,
                 label="Already aligned (face crops: FFHQ-aligned for StyleMask, VoxCeleb crops for the others)",
             )
-            gr.Examples(
-                [[asset("astronaut.png"), asset("camera.png")], [asset("camera.png"), asset("astronaut.png")]],
-                [source, driving],
-                label="Example photos (public domain / CC0)",
-                cache_examples=False,
-            )
+            examples_box = gr.Column()
             gr.Examples([[asset("astronaut_pan.mp4")]], [video], label="Example driving video", cache_examples=False)
         with gr.Column():
             with gr.Tabs() as result_tabs:
@@ -214,6 +240,12 @@ def build() -> None:
                 run_dirs = gr.Button("Move the source", elem_id="directions-run")
                 moved = gr.Image(label="Source moved along the directions", interactive=False, format="png",
                                  elem_id="directions-result")
+    with examples_box:  # made here, once the outputs exist; shown above the driving-video example
+        # Not cached: in gradio 6.31 a lazily cached example of this tab left the result pending in the browser.
+        gr.Examples(
+            [[asset("astronaut.png"), asset("camera.png")], [asset("camera.png"), asset("astronaut.png")]],
+            [source, driving], label="Example photos (public domain / CC0)", cache_examples=False,
+        )
     options = [engine, truncate, paste_back, aligned]
     # Show the matching result tab first (UI only: not part of the API).
     run_image.click(lambda: gr.Tabs(selected="photo"), None, result_tabs, api_visibility="private", queue=False)

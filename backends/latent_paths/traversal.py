@@ -199,15 +199,20 @@ def _paste(start: Start, image: Image.Image) -> Image.Image | None:
 
 def edit(photo: ImageSource | None = None, *, seed: int | None = None, corpus: str = "attributes",
          path: str | int = 0, strength: float = 3.0, eps: float = DEFAULT_EPS, render_mode: str = "stored",
-         paste_back: bool = False, with_origin: bool = False) -> EditResult:
+         paste_back: bool = False, with_origin: bool = False, progress: ProgressFn | None = None) -> EditResult:
     """Walk ``strength`` (signed; steps × step size) along one path from a photo or a seed, and render it.
 
     ``with_origin`` also returns the start rendered at strength 0 (cached per start code).
+    ``progress(fraction, stage)`` hears each stage as it starts.
     """
+    report = progress or (lambda _f, _d: None)
+    report(0.0, "Aligning and inverting the photo" if photo is not None else "Sampling the face of the seed")
     start, model, k, eps = _prepare(photo, seed, corpus, path, eps, render_mode)
     steps = steps_for(strength, eps)
+    report(0.5, f"Walking {abs(steps)} step(s) along the path")
     walk = walk_for(start, model, k, eps, abs(steps))
     codes = render_codes(walk, render_mode)
+    report(0.7, "Rendering the edited face")
     image = _render(codes[walk.index(steps): walk.index(steps) + 1])[0]
     notices = list(start.notices) + list(model.notes)
     if paste_back and start.inversion is None:
@@ -216,6 +221,8 @@ def edit(photo: ImageSource | None = None, *, seed: int | None = None, corpus: s
     standin = model.standin or inversion.get_models().standin
     if standin:
         notices.append(STANDIN_NOTICE)
+    if with_origin:
+        report(0.9, "Rendering the start for comparison")
     origin = origin_image(start) if with_origin else None
     return EditResult(image, pasted, start, model.paths[k], corpus, k, steps, eps, render_mode, standin, notices,
                       origin)

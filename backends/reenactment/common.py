@@ -153,26 +153,34 @@ def reenact_images(
     paste_back: bool = False,
     engine: str = "stylemask",
     already_aligned: bool = False,
+    progress: ProgressFn | None = None,
 ) -> ReenactResult:
     """Reenact the source photo with the pose and expression of the driving photo.
 
     ``truncate``: ψ = 0.7 toward the seeded mean latent ("faithful", the papers' code) or no
     truncation ("higher fidelity"). ``paste_back`` also returns the result blended back into the
     source photo. ``already_aligned`` takes both photos as aligned crops and skips face detection.
+    ``progress(fraction, stage)`` hears each stage as it starts.
     """
+    report = progress or (lambda _f, _d: None)
     eng = require_engine(engine)
     if source is None:
         raise InputError("Please upload a source photo (the identity to keep).")
     if driving is None:
         raise InputError("Please upload a driving photo or video (the pose and expression to copy).")
     start = time.perf_counter()
+    report(0.0, f"Loading {eng.name}")
     standin = eng.load()
+    report(0.2, "Aligning and inverting the source face")
     src = eng.prepare_source(source, already_aligned=already_aligned)
+    report(0.5, "Aligning and inverting the driving face")
     drv = eng.prepare_driving(driving, already_aligned=already_aligned)
     psi = psi_for(truncate)
+    report(0.8, "Rendering the reenacted face")
     rendered = eng.render(src, drv, psi)
     pasted = None
     if paste_back:
+        report(0.95, "Pasting the result back into the photo")
         pasted = Image.fromarray(paste_into_photo(np.asarray(src.photo), rendered.image, src.aligned))
     notices = [f"Source: {n}" for n in src.notices] + [f"Driving: {n}" for n in drv.notices]
     if standin:
