@@ -9,8 +9,9 @@ import pandas as pd
 
 from backends.device import get_device
 from backends.results import results_dir, seal
+from backends.runcard import write_card
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
+from .common import GPU_EVENT, UploadImage, asset, review_panel, show_notices, user_errors, wire
 from .job_control import request_job, stop_session_jobs
 
 ABOUT = """
@@ -145,6 +146,7 @@ def anonymize(
     pasted_png, face_png = folder / "anonymized_photo.png", folder / "anonymized_face.png"
     result.pasted.save(pasted_png)
     result.anonymized.save(face_png)
+    card = write_card(result.run_card, folder, {"pasted": pasted_png.name, "anonymized": face_png.name})
     seal(folder)
     stages = [
         (result.aligned, "Aligned original"),
@@ -155,8 +157,19 @@ def anonymize(
     identity, attributes = _curves(result)
     return (
         result.pasted, (result.aligned, result.anonymized), stages, identity, attributes, _summary(result),
-        [str(pasted_png), str(face_png)], result.to_dict(),
+        [str(pasted_png), str(face_png)], result.to_dict(), (result, str(card)),
     )
+
+
+@user_errors
+def review_photo(last: tuple | None):
+    """The papers' metrics of the last anonymised photo and its run card; runs after the result is shown."""
+    from backends.anonymization.photo import photo_metrics
+
+    if not last:
+        return {"note": "Anonymize a photo first: the metrics of its result appear here."}, None
+    result, card = last
+    return photo_metrics(result), card
 
 
 @user_errors
@@ -261,6 +274,7 @@ def build():
                     attr_plot = gr.LinePlot(x="step", y="attribute loss", label="Attributes")
                     downloads = gr.File(label="Download PNGs", file_count="multiple", interactive=False)
                     details = gr.JSON(label="Details (cosines, neighbour, weights, notices)", max_height=300)
+                    review, card_file, last_photo = review_panel("falco")
                 with gr.Tab("Zip result", id="falco-zip-result"):
                     bundle = gr.File(label="Anonymised photos and report.csv (zip)", interactive=False,
                                      elem_id="falco-bundle")
@@ -272,9 +286,11 @@ def build():
               api_visibility="private")
     photo_event = wire(
         run.click, anonymize, [photo, *options],
-        [pasted, slider, stages, identity_plot, attr_plot, summary, downloads, details],
+        [pasted, slider, stages, identity_plot, attr_plot, summary, downloads, details, last_photo],
         api_name="anonymize", **GPU_EVENT,
     )
+    wire(photo_event.success, review_photo, [last_photo], [review, card_file], api_name="anonymize_metrics",
+         **GPU_EVENT)
     run_zip.click(lambda: gr.Tabs(selected="falco-zip-result"), None, result_tabs, queue=False,
                   api_visibility="private")
     zip_event = wire(run_zip.click, anonymize_zip, [archive, *options], [bundle, report, zip_details],

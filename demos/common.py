@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import inspect
 import logging
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from backends import validation
-from backends.errors import FaceLabError, InputError, scrub_paths, shorten
+from backends.errors import FaceLabError, InputError, MissingWeightsError, scrub_paths, shorten
 from backends.standin import standin_enabled
 
 log = logging.getLogger("facelab")
@@ -51,6 +53,12 @@ def user_errors(fn: Callable) -> Callable:
                 return fn(*args, **kwargs)
         except gr.Error:
             raise
+        except MissingWeightsError as exc:
+            # The visitor gets one sentence; the host's account (sources, commands) stays in the log and
+            # in a collapsed section of the same message, which stays up until it is closed.
+            log.warning("missing weights in %s: %s", fn.__name__, exc)
+            raise gr.Error(missing_weights_message(exc), duration=None, title="Missing model",
+                           print_exception=False) from None
         except FaceLabError as exc:
             # Backends word their own messages; the scrub is the last guard against a server path.
             raise gr.Error(scrub_paths(str(exc)), print_exception=False) from None
@@ -243,6 +251,11 @@ def _raw_problem(block_fn: Any, inputs: Any) -> str | None:
         got = len(inputs) if isinstance(inputs, list) else validation.describe(inputs)
         return f"This endpoint takes {len(expected)} inputs ({shorten(names, 300)}); got {got}."
     for component, payload in zip(expected, inputs, strict=False):
+        if isinstance(component, gr.State):  # gradio reads it from the session, never from the request
+            if payload is not None:
+                return (f"{_field(component)} is kept by the server for this session; send null for it, got "
+                        f"{validation.describe(payload)}.")
+            continue
         if isinstance(component, (gr.Image, gr.Video, gr.File)):
             problem = upload_problem(component, payload)
             if problem:
@@ -321,6 +334,33 @@ def private_file_modes() -> None:
     own (``backends.results.seal``); this covers what gradio writes, and any cache the backends fill.
     """
     os.umask(0o077)
+MISSING_MODEL = "This Space is missing a model this step needs; the owner can fetch it with one command."
+MAX_SENTENCE = 160  # longer first sentences are the host's business: they go into the detail
+OWNER_SUMMARY = "Details for the Space owner"
+
+
+def visitor_sentence(exc: MissingWeightsError) -> str:
+    """The one sentence a visitor reads about a missing checkpoint (no sources, commands or class names)."""
+    from backends import weights
+
+    entry = weights.entry_of_error(exc.key, exc.filename, str(exc))
+    if entry is not None:
+        return weights.visitor_message(entry)
+    first = re.split(r"(?<=[.!?])\s", str(exc).strip(), maxsplit=1)[0]
+    return first if first and len(first) <= MAX_SENTENCE else MISSING_MODEL
+
+
+def owner_details(text: str, summary: str = OWNER_SUMMARY) -> str:
+    """``text`` (the host's account) as a collapsed HTML section: commands in code, one tried source a line."""
+    body = html.escape(scrub_paths(text), quote=False)
+    body = re.sub(r"`([^`]+)`", r"<code>\1</code>", body)
+    body = re.sub(r" (\(\d+\) )", r"<br>\1", body)
+    return f"<details><summary>{summary}</summary>{body}</details>"
+
+
+def missing_weights_message(exc: MissingWeightsError) -> str:
+    """One sentence for the visitor, then the host's full account collapsed (toast, status text, API)."""
+    return visitor_sentence(exc) + owner_details(str(exc))
 
 
 def delete_private_files(demo: gr.Blocks) -> None:
@@ -370,6 +410,79 @@ def download_progress(progress: Any) -> contextlib.AbstractContextManager:
     return weights.report_downloads(on_event)
 
 
+def legend_plot(kind: type[gr.LinePlot] | type[gr.BarPlot], *, label: str, height: int = 320,
+                **kwargs: Any) -> Any:
+    """A line or bar plot whose colour legend stays inside its box.
+
+    gradio draws a component's label above the chart without telling the chart, which then fits its
+    axes and the legend below them into ``height`` and loses the legend's entries off the bottom (only
+    its title showed). The chart draws the label itself here, as its title, so it fits everything.
+    """
+    return kind(label=label, show_label=False, title=label, height=height, **kwargs)
+
+
+def progress_stages(progress: gr.Progress | None) -> Callable[[float, str], None]:
+    """A backend ``progress(fraction, stage)`` callback that shows each stage on the tab's progress bar."""
+
+    def report(fraction: float, stage: str) -> None:
+        if progress is not None:
+            progress(fraction, desc=stage)
+
+    return report
+
+
+EXAMPLES_CACHE_ENV = "GRADIO_EXAMPLES_CACHE"
+
+
+def lazy_examples(examples: list[list[Any]], inputs: list[Any], fn: Callable, outputs: list[Any],
+                  **kwargs: Any) -> gr.Examples:
+    """Examples whose result is computed at the first click (by anyone) and then shown at once.
+
+    The cache is kept apart for stand-in and real weights: a result of random weights must never be
+    shown as a result after a restart with the real ones.
+    """
+    kwargs.setdefault("api_visibility", "private")  # the tab's own endpoints are the API
+    base = Path(os.environ.get(EXAMPLES_CACHE_ENV, ".gradio/cached_examples"))
+    folder = base / ("stand-in" if standin_enabled() else "weights")
+    before = os.environ.get(EXAMPLES_CACHE_ENV)
+    os.environ[EXAMPLES_CACHE_ENV] = str(folder)  # gradio reads it while building the examples
+    try:
+        return gr.Examples(examples, inputs, outputs, fn, cache_examples=True, cache_mode="lazy", **kwargs)
+    finally:
+        if before is None:
+            os.environ.pop(EXAMPLES_CACHE_ENV, None)
+        else:
+            os.environ[EXAMPLES_CACHE_ENV] = before
+
+
+STAND_IN_STAMP = "STAND-IN WEIGHTS · NOT A RESULT"
+
+
+def stamp_standin(image: Any) -> Any:
+    """``image`` (PIL) with a band across its foot saying it was drawn by stand-in weights.
+
+    Random weights draw flat or noisy pictures that look like a broken app; the stamp says what they are.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    if image is None:
+        return None
+    stamped = image.convert("RGB").copy()
+    width, height = stamped.size
+    band = max(18, height // 12)
+    try:
+        font = ImageFont.load_default(size=max(10, band * 3 // 5))
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        font = ImageFont.load_default()
+    draw = ImageDraw.Draw(stamped)
+    draw.rectangle([0, height - band, width, height], fill=(255, 243, 205))
+    box = draw.textbbox((0, 0), STAND_IN_STAMP, font=font)
+    x = max(2, (width - (box[2] - box[0])) // 2)
+    y = height - band + max(0, (band - (box[3] - box[1])) // 2) - box[1]
+    draw.text((x, y), STAND_IN_STAMP, fill=(110, 76, 0), font=font)
+    return stamped
+
+
 def show_notices(notices: Iterable[str]) -> None:
     """Show backend notices (capped sizes, several faces...) as toasts."""
     for notice in notices:
@@ -415,5 +528,27 @@ def UploadImage(**kwargs: Any) -> RawPathImage:  # noqa: N802 - reads like a com
 
 
 # Inputs that need no check of their own in `wire`: uploads, which gradio validates as files and the
-# backends' input policy reads (not an image, not a video... are clear errors there).
-UPLOAD_INPUTS: tuple[type, ...] = (RawPathImage, gr.Video)
+# backends' input policy reads (not an image, not a video... are clear errors there); and session state
+# (gr.State: the reviewer panels' last result), which gradio takes from the session, never from a request.
+UPLOAD_INPUTS: tuple[type, ...] = (RawPathImage, gr.Video, gr.State)
+
+
+def review_panel(prefix: str) -> tuple[gr.JSON, gr.File, gr.State]:
+    """The reviewer view under a result: the papers' metrics (filled in after the result, by a chained
+    event), the run card download, and the server-side state that carries the result to them."""
+    with gr.Accordion("Reviewer view: the papers' metrics and the run card", open=True):
+        gr.Markdown("Metrics are computed after the result is shown. The run card (JSON) lists every setting, "
+                    "seed, weight file (sha256) and package version; `python -m backends.replay run_card.json "
+                    "INPUTS...` re-runs it and reports whether the output is identical.")
+        review = gr.JSON(label="Metrics (each with what it means and which way is better)", max_height=300,
+                         elem_id=f"{prefix}-review")
+        card = gr.File(label="Run card (JSON)", interactive=False, elem_id=f"{prefix}-card")
+    return review, card, session_state("The last result")
+
+
+def session_state(label: str) -> gr.State:
+    """A server-side value of this session (the last result, for the reviewer panels), named for messages:
+    an API client sends null in its place (gradio_client does), anything else is refused."""
+    state = gr.State()
+    state.label = label
+    return state

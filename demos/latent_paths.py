@@ -6,7 +6,7 @@ import random
 
 import gradio as gr
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
+from .common import GPU_EVENT, UploadImage, asset, progress_stages, session_state, show_notices, user_errors, wire
 
 ABOUT = """
 ### Latent-path editing · ContraCLIP
@@ -71,13 +71,15 @@ def _start(start: str, photo: str | None, seed: float | None) -> tuple[str | Non
 
 @user_errors
 def edit_path(start: str, photo: str | None, seed: float | None, corpus: str, path: str, strength: float,
-              eps: float, render_mode: str, paste_back: bool):
+              eps: float, render_mode: str, paste_back: bool,
+              progress: gr.Progress = gr.Progress()):  # noqa: B008 - gradio injects the tracker
     from backends import latent_paths as contraclip
     from backends.results import results_dir, seal
 
     photo, seed = _start(start, photo, seed)
     res = contraclip.edit(photo, seed=seed, corpus=corpus, path=path, strength=float(strength), eps=float(eps),
-                          render_mode=render_mode, paste_back=bool(paste_back), with_origin=True)
+                          render_mode=render_mode, paste_back=bool(paste_back), with_origin=True,
+                          progress=progress_stages(progress))
     show_notices(res.notices)
     folder = results_dir("latent_paths")
     png = folder / "latent_path_edit.png"
@@ -98,14 +100,22 @@ def path_strip(start: str, photo: str | None, seed: float | None, corpus: str, p
 
     photo, seed = _start(start, photo, seed)
 
-    def report(fraction: float, desc: str) -> None:
-        progress(fraction, desc=desc)
-
     res = contraclip.strip(photo, seed=seed, corpus=corpus, path=path, max_strength=float(max_strength),
                            frames=int(frames), eps=float(eps), render_mode=render_mode, paste_back=bool(paste_back),
-                           margin=bool(margin), progress=report)
+                           margin=bool(margin), progress=progress_stages(progress))
     show_notices(res.edit.notices)
-    return res.strip, str(res.gif), [str(res.gif), str(res.mp4)], res.plot, res.to_dict()
+    return res.strip, str(res.gif), [str(res.gif), str(res.mp4)], res.plot, res.to_dict(), res
+
+
+@user_errors
+def review_strip(last):
+    """Identity cosine to the start along the last strip, plotted with the CLIP margin; runs after the strip."""
+    from backends.latent_paths.traversal import strip_metrics
+
+    if last is None:
+        return gr.skip(), {"note": "Make a strip first: its identity curve appears here."}
+    shown, plot = strip_metrics(last)
+    return plot, shown
 
 
 def build() -> None:
@@ -135,8 +145,7 @@ def build() -> None:
                 frames = gr.Slider(2, 15, value=contraclip.DEFAULT_FRAMES, step=1, label="Frames")
                 margin = gr.Checkbox(value=True, label="Plot the CLIP margin (loads CLIP ViT-B/32)")
                 run_strip = gr.Button("Make strip", variant="secondary", elem_id="cc-strip")
-            gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo],
-                        label="Example photos (public domain / CC0)", cache_examples=False)
+            examples_box = gr.Column()
         with gr.Column():
             with gr.Tabs() as result_tabs:
                 with gr.Tab("Edit", id="edit"):
@@ -149,8 +158,15 @@ def build() -> None:
                     plot = gr.Image(label="CLIP margin along the path", interactive=False)
                     gif = gr.Image(label="Animation", interactive=False, type="filepath")
                     files = gr.File(label="Download GIF and MP4", file_count="multiple", interactive=False)
+                    strip_review = gr.JSON(label="Metrics: ArcFace identity cosine to the start along the strip "
+                                                 "(filled in after the strip; the plot then shows both curves)",
+                                           max_height=240)
+                    last_strip = session_state("The last strip")
             details = gr.JSON(label="Details (path, sentences, steps, seed, weights)", max_height=300)
 
+    with examples_box:  # made once the outputs exist
+        gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo],
+                    label="Example photos (public domain / CC0)", cache_examples=False)
     # Show the matching result tab first (UI only: not part of the API).
     run.click(lambda: gr.Tabs(selected="edit"), None, result_tabs, api_visibility="private", queue=False)
     run_strip.click(lambda: gr.Tabs(selected="strip"), None, result_tabs, api_visibility="private", queue=False)
@@ -165,5 +181,8 @@ def build() -> None:
     # Moving the slider re-uses the cached inversion and walk: only the new point is rendered.
     wire(strength.release, edit_path, [*inputs, strength, *options], edit_outputs, api_visibility="private",
          **GPU_EVENT)
-    wire(run_strip.click, path_strip, [*inputs, max_strength, frames, *options, margin],
-                    [strip_image, gif, files, plot, details], api_name="latent_path_strip", **GPU_EVENT)
+    strip_event = wire(run_strip.click, path_strip, [*inputs, max_strength, frames, *options, margin],
+                       [strip_image, gif, files, plot, details, last_strip], api_name="latent_path_strip",
+                       **GPU_EVENT)
+    wire(strip_event.success, review_strip, [last_strip], [plot, strip_review], api_name="latent_path_strip_metrics",
+         **GPU_EVENT)

@@ -9,13 +9,14 @@ from backends.device import get_device, precision_report
 from backends.face.pipeline import prepare_face
 from backends.standin import standin_enabled
 
-from .common import UploadImage, asset, show_notices, user_errors, wire
+from .common import UploadImage, asset, lazy_examples, show_notices, user_errors, wire
 
 ABOUT = """
 ### Models and weights
 Every network Face Lab uses, where its weights come from, its licence and whether it is present on this
-machine. A file is looked for in `$FACELAB_WEIGHTS_DIR`, then in the Hugging Face cache and Face Lab's download
-cache, then downloaded: from `$FACELAB_HUB_REPO` when set, the public hub mirrors, and the authors' own links
+machine. A file is looked for in `$FACELAB_WEIGHTS_DIR`, then among the files shipped with the code
+(`assets/weights/`: the YuNet detector), then in the Hugging Face cache and Face Lab's download cache, then
+downloaded: from `$FACELAB_HUB_REPO` when set, the public hub mirrors, and the authors' own links
 (Google Drive, Dropbox, GitHub releases). A tab downloads what it needs on first use, with a progress bar; the
 commands below fetch ahead of time. *Host supplies* marks a file with no public source (the ContraCLIP
 expressions corpus): put it in `$FACELAB_WEIGHTS_DIR` or in your own Hugging Face repo named by `FACELAB_HUB_REPO`.
@@ -32,6 +33,25 @@ def registry_table() -> list[list[str]]:
 def tabs_table() -> list[list[str]]:
     """Per tab: which checkpoints are missing here and the exact command that fetches them."""
     return [[row[c] for c in TAB_COLUMNS] for row in weights.tab_rows()]
+
+
+# Wide text columns get most of the width and wrap, so no column is cut off at the container's edge.
+COLUMN_WIDTHS = ["15%", "15%", "8%", "8%", "18%", "36%"]
+TAB_COLUMN_WIDTHS = ["12%", "6%", "32%", "34%", "16%"]
+
+
+def detector_choices() -> list[tuple[str, str]]:
+    """The detectors a visitor can pick here: RetinaFace is offered only where its file is, or can be fetched."""
+    from backends.weights import find_local, get_entry, human_size, offline
+
+    choices = [("auto", "auto"), ("yunet", "yunet")]
+    entry = get_entry("retinaface_resnet50")
+    if find_local(entry.key) is not None:
+        choices.append(("retinaface", "retinaface"))
+    elif not offline():
+        size = f" of {human_size(entry.size_bytes)}" if entry.size_bytes else ""
+        choices.append((f"retinaface (first use downloads a file{size})", "retinaface"))
+    return choices
 
 
 def runtime_info() -> dict:
@@ -55,14 +75,19 @@ def check_face(photo: str | None, engine: str, already_aligned: bool):
     return prepared.overlay(), prepared.aligned.image, info
 
 
+def _example_check(photo: str | None):
+    return check_face(photo, "auto", False)
+
+
 def build() -> None:
     gr.Markdown(ABOUT)
     gr.JSON(runtime_info(), label="Runtime")
     by_tab = gr.Dataframe(
         tabs_table(), headers=TAB_COLUMNS, label="What each tab still needs on this machine", interactive=False,
-        wrap=True, elem_id="weights-by-tab",
+        wrap=True, column_widths=TAB_COLUMN_WIDTHS, elem_id="weights-by-tab",
     )
-    table = gr.Dataframe(registry_table(), headers=COLUMNS, label="Checkpoints", interactive=False, wrap=True)
+    table = gr.Dataframe(registry_table(), headers=COLUMNS, label="Checkpoints", interactive=False, wrap=True,
+                         column_widths=COLUMN_WIDTHS, elem_id="weights-table")
     refresh = gr.Button("Refresh", size="sm")
     wire(refresh.click, registry_table, None, table, api_name="models")
     wire(refresh.click, tabs_table, None, by_tab, api_name="models_by_tab")
@@ -71,12 +96,13 @@ def build() -> None:
         with gr.Row():
             with gr.Column():
                 photo = UploadImage(label="Photo", elem_id="face-check-input")
-                engine = gr.Radio(["auto", "yunet", "retinaface"], value="auto", label="Detector")
+                engine = gr.Radio(detector_choices(), value="auto", label="Detector", elem_id="face-check-detector")
                 aligned = gr.Checkbox(False, label="Already aligned (skip detection)")
                 run = gr.Button("Align", variant="primary", elem_id="face-check-run")
             with gr.Column():
                 overlay = gr.Image(label="Detection", interactive=False)
                 crop = gr.Image(label="Aligned crop", interactive=False, elem_id="face-check-crop")
                 info = gr.JSON(label="Details")
-    gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], cache_examples=False)
+    lazy_examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], _example_check, [overlay, crop, info],
+                  label="Example photos (automatic detector; computed at the first click)")
     wire(run.click, check_face, [photo, engine, aligned], [overlay, crop, info], api_name="align_face")

@@ -5,7 +5,17 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .common import GPU_EVENT, show_notices, user_errors, wire
+from .common import (
+    GPU_EVENT,
+    lazy_examples,
+    legend_plot,
+    progress_stages,
+    session_state,
+    show_notices,
+    stamp_standin,
+    user_errors,
+    wire,
+)
 
 ABOUT = """
 ### PoS subspaces · removing a visual theme
@@ -45,13 +55,6 @@ def _theme(preset: str, custom: str | None):
     return pos_subspaces.parse_theme(preset)
 
 
-def _tracker(progress: gr.Progress):
-    def report(fraction: float, desc: str) -> None:
-        progress(fraction, desc=desc)
-
-    return report
-
-
 def _status(kind: str, result) -> str:
     weights = "**stand-in weights — not a result**" if result.standin else "real weights"
     return f"**{kind}** · theme *{result.theme}* · k = {result.k} · λ = {result.lam:g} · {weights}"
@@ -66,13 +69,27 @@ def generate(prompt: str, preset: str, custom: str | None, lam: float, k: float,
     theme = _theme(preset, custom)
     result = pos_subspaces.generate(
         prompt, theme, lam=float(lam), k=int(k), geometry=geometry, seed=None if randomize else seed,
-        steps=int(steps), model_id=model_id, progress=_tracker(progress),
+        steps=int(steps), model_id=model_id, progress=progress_stages(progress),
     )
     show_notices(result.notices)
+    original, removed = result.original, result.removed
+    if result.standin:  # random weights draw flat colour fields: say so on the pictures themselves
+        original, removed = stamp_standin(original), stamp_standin(removed)
     status = (_status("Generated", result)
               + f" · seed {result.seed} · {result.steps} step(s) · {result.model_id} (decoder {result.decoder})"
               + f" · {result.seconds:.1f} s")
-    return result.original, result.removed, result.seed, status, result.to_dict()
+    return original, removed, result.seed, status, result.to_dict(), (result, theme)
+
+
+@user_errors
+def review_generation(last: tuple | None):
+    """CLIP similarity of both images to the theme's words; runs after the images are shown."""
+    from backends.pos_subspaces.generate import theme_presence
+
+    if not last:
+        return {"note": "Generate first: the theme's presence in both images appears here."}
+    result, theme = last
+    return theme_presence(result, theme)
 
 
 @user_errors
@@ -82,7 +99,7 @@ def analyse(text: str, preset: str, custom: str | None, lam: float, k: float, ge
 
     theme = _theme(preset, custom)
     result = pos_subspaces.diagnose(text, theme, lam=float(lam), k=int(k), geometry=geometry,
-                                    progress=_tracker(progress))
+                                    progress=progress_stages(progress))
     show_notices(result.notices)
     # One bar per subspace and text, side by side (the plot stacks bars that share an x value).
     rows = [{"subspace": f"{c} · {label}", "share of energy": values[c], "text": label}
@@ -99,6 +116,34 @@ def analyse(text: str, preset: str, custom: str | None, lam: float, k: float, ge
 
 def _custom_visible(preset: str):
     return gr.Textbox(visible=preset == "custom")
+
+
+EXAMPLES = [
+    ["a portrait of a woman in a sunlit garden, painted by Claude Monet", "artists", ""],
+    ["a lighthouse on a cliff in a storm, in the style of J. M. W. Turner", "artists", ""],
+    ["a night street with rain and a neon sign, cyberpunk, synthwave", "custom",
+     "neon, cyberpunk, synthwave, vaporwave"],
+]
+
+
+def steps_slider(model_id: str) -> gr.Slider:
+    """Turbo models are distilled for one to four steps; other models get the backend's whole range."""
+    from backends.pos_subspaces import MAX_STEPS
+
+    if "turbo" in model_id.lower():
+        return gr.Slider(1, 4, value=1, step=1, label="Steps (1-4; SD-Turbo is made for 1)")
+    return gr.Slider(1, MAX_STEPS, value=25, step=1, label=f"Steps (1-{MAX_STEPS})")
+
+
+def _example_generate(prompt: str, preset: str, custom: str | None,
+                      progress: gr.Progress = gr.Progress()):  # noqa: B008
+    """An example with the tab's default settings (the cached result matches these)."""
+    from backends.pos_subspaces import DEFAULT_K, DEFAULT_LAM, default_model_id
+
+    model_id = default_model_id()
+    steps = 1 if "turbo" in model_id.lower() else 25
+    shown = generate(prompt, preset, custom, DEFAULT_LAM, DEFAULT_K, "tangent", 0, False, steps, model_id, progress)
+    return shown[:5]  # the images, seed, status and details (not the metrics state)
 
 
 def build() -> None:
@@ -121,7 +166,7 @@ def build() -> None:
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
                 randomize = gr.Checkbox(value=False, label="New random seed")
-                steps = gr.Slider(1, 8, value=1, step=1, label="Steps (SD-Turbo: 1-4)")
+                steps = steps_slider(default_model_id())
             with gr.Accordion("Text-to-image model", open=False):
                 model_id = gr.Dropdown(allowed_model_ids(), value=default_model_id(), label="Model id",
                                        info="The host sets the choices (FACELAB_POS_T2I_MODEL[S]).")
@@ -135,14 +180,26 @@ def build() -> None:
                                     elem_id="pos-original")
                 removed = gr.Image(label="Theme removed (same seed)", interactive=False, format="png",
                                    elem_id="pos-removed")
-            energy = gr.BarPlot(x="subspace", y="share of energy", color="text", label="Energy in each subspace",
-                                height=260, sort=BAR_ORDER, x_label_angle=-35, elem_id="pos-energy")
+            energy = legend_plot(gr.BarPlot, x="subspace", y="share of energy", color="text",
+                                 label="Energy in each subspace", height=380, sort=BAR_ORDER, x_label_angle=-35,
+                                 elem_id="pos-energy")
             nearest = gr.Dataframe(headers=NEAREST_COLUMNS, label="Nearest vocabulary words (CLIP ViT-B/32)",
-                                   interactive=False, elem_id="pos-nearest")
+                                   interactive=False, wrap=True, column_widths=["8%", "27%", "19%", "27%", "19%"],
+                                   elem_id="pos-nearest")
             details = gr.JSON(label="Details (seed, model, words used, notices)", max_height=260)
+            pos_review = gr.JSON(label="Metrics: CLIP similarity of each image to the theme's words "
+                                       "(filled in after the images)", max_height=260)
+            last_generation = session_state("The last images")
+    lazy_examples(EXAMPLES, [prompt, preset, custom], _example_generate, [original, removed, seed, status, details],
+                  label="Example prompts (default settings; the first click draws them, later clicks show them)")
     wire(preset.change, _custom_visible, preset, custom, api_visibility="private", queue=False)
     shared = [preset, custom, lam, k, geometry]
-    wire(run.click, generate, [prompt, *shared, seed, randomize, steps, model_id],
-              [original, removed, seed, status, details], api_name="pos_generate", **GPU_EVENT)
+    # Analysing draws no image: clear the previous prompt's pictures so they are not read as its result.
+    diagnose.click(lambda: (None, None), None, [original, removed], api_visibility="private", queue=False)
+    generate_event = wire(run.click, generate, [prompt, *shared, seed, randomize, steps, model_id],
+                          [original, removed, seed, status, details, last_generation], api_name="pos_generate",
+                          **GPU_EVENT)
+    wire(generate_event.success, review_generation, [last_generation], [pos_review],
+         api_name="pos_generate_metrics", **GPU_EVENT)
     wire(diagnose.click, analyse, [prompt, *shared], [energy, nearest, status, details], api_name="pos_diagnose",
          **GPU_EVENT)

@@ -5,8 +5,20 @@ from __future__ import annotations
 import gradio as gr
 
 from backends.results import results_dir, seal
+from backends.runcard import write_card
 
-from .common import GPU_EVENT, UploadImage, asset, show_notices, user_errors, wire
+from .common import (
+    GPU_EVENT,
+    UploadImage,
+    asset,
+    owner_details,
+    progress_stages,
+    review_panel,
+    show_notices,
+    user_errors,
+    visitor_sentence,
+    wire,
+)
 
 ABOUT = """
 ### Reenactment · StyleMask, HyperReenact, GAN directions
@@ -39,6 +51,25 @@ SLIDERS = [("Yaw (°)", 30.0), ("Pitch (°)", 20.0), ("Roll (°)", 20.0), ("Jaw 
 ]
 
 
+def engine_state(key: str, available: bool, reason: str) -> str:
+    """What the engine list says about one engine: ready only when its files are here (or stand-ins are on)."""
+    from backends import reenactment, weights
+    from backends.errors import MissingWeightsError
+    from backends.standin import standin_enabled
+
+    if not available:
+        return visitor_sentence(MissingWeightsError(reason)) + owner_details(reason)
+    if standin_enabled():
+        return "ready (stand-in weights: outputs are not results)"
+    missing = [weights.get_entry(k) for k in reenactment.get_engine(key).weights if weights.find_local(k) is None]
+    if not missing:
+        return "ready"
+    sizes = [e.size_bytes for e in missing]
+    size = f", {weights.human_size(sum(sizes))}" if all(sizes) else ""
+    files = ", ".join(e.filename for e in missing)
+    return f"not downloaded yet: the first run fetches {len(missing)} file(s){size} ({files})"
+
+
 def engine_choices() -> tuple[list[tuple[str, str]], str]:
     """Dropdown entries (unavailable engines are marked, not hidden) and the status text with the reasons."""
     from backends import reenactment
@@ -47,7 +78,7 @@ def engine_choices() -> tuple[list[tuple[str, str]], str]:
     for status in reenactment.engine_statuses():
         name = ENGINE_NAMES[status.key]
         choices.append((name if status.available else f"{name} (unavailable)", status.key))
-        lines.append(f"- **{name}**: " + ("ready" if status.available else status.reason))
+        lines.append(f"- **{name}**: " + engine_state(status.key, status.available, status.reason))
     return choices, "\n".join(lines)
 
 
@@ -60,15 +91,56 @@ def reenact_image(
     from backends import reenactment
 
     res = reenactment.reenact_images(
-        source, driving, truncate=truncate, paste_back=paste_back, engine=engine, already_aligned=already_aligned
+        source, driving, truncate=truncate, paste_back=paste_back, engine=engine, already_aligned=already_aligned,
+        progress=progress_stages(progress),
     )
     show_notices(res.notices)
     folder = results_dir("reenactment")  # made only now that there is a result to keep
     png = folder / "reenacted.png"
     res.final.save(png)
+    card = write_card(res.run_card, folder, {"final": png.name})  # the reviewer's run card, beside the PNG
     seal(folder)
     before = res.source_aligned.resize(res.result.size)
-    return res.final, (before, res.result), res.stages(), str(png), res.to_dict()
+    return res.final, (before, res.result), res.stages(), str(png), res.to_dict(), (res, str(card))
+
+
+@user_errors
+def review_photo(last: tuple | None):
+    """The papers' metrics of the last photo result and its run card; runs after the result is shown."""
+    from backends.reenactment.common import photo_metrics
+
+    if not last:
+        return {"note": "Reenact a photo first: the metrics of its result appear here."}, None
+    res, card = last
+    return photo_metrics(res), card
+
+
+COMPARE_COLUMNS = ["engine", "status", "result (s)", "CSIM ↑", "pose error (°) ↓", "expression error ↓",
+                   "jaw error (°) ↓"]
+
+
+@user_errors
+def compare_engines(
+    source: str | None, driving: str | None, truncate: bool, already_aligned: bool = False,
+    progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects the tracker
+):
+    """Every engine on the same pair, side by side: results, the papers' metrics and times."""
+    import pandas as pd
+
+    from backends.reenactment.common import COMPARE_KEYS
+    from backends.reenactment.common import compare_engines as run_every_engine
+
+    runs = run_every_engine(source, driving, truncate=truncate, already_aligned=already_aligned,
+                            progress=lambda f, d: progress(f, desc=d))
+    gallery = [(r.result.final, f"{ENGINE_NAMES[r.engine]} · {r.seconds:.1f} s") for r in runs if r.result]
+    rows = []
+    for r in runs:
+        if r.result is None:
+            rows.append([ENGINE_NAMES[r.engine], "unavailable: " + r.reason, None, None, None, None, None])
+            continue
+        status = "stand-in weights: not meaningful" if r.result.standin else "ran"
+        rows.append([ENGINE_NAMES[r.engine], status, round(r.seconds, 1), *(r.value(k) for k in COMPARE_KEYS)])
+    return gallery, pd.DataFrame(rows, columns=COMPARE_COLUMNS), [r.to_dict() for r in runs]
 
 
 @user_errors
@@ -122,6 +194,7 @@ def build() -> None:
             with gr.Tab("Driving photo"):
                 driving = UploadImage(label="Driving face (pose and expression)")
                 run_image = gr.Button("Reenact photo", variant="primary", elem_id="reenact-run")
+                run_compare = gr.Button("Compare every engine on this pair", elem_id="reenact-compare")
             with gr.Tab("Driving video"):
                 video = gr.Video(label="Driving video (mp4, webm, mov; first 10 s)", sources=["upload", "webcam"])
                 run_video = gr.Button("Reenact video", variant="primary")
@@ -136,12 +209,7 @@ def build() -> None:
                 value=False,
                 label="Already aligned (face crops: FFHQ-aligned for StyleMask, VoxCeleb crops for the others)",
             )
-            gr.Examples(
-                [[asset("astronaut.png"), asset("camera.png")], [asset("camera.png"), asset("astronaut.png")]],
-                [source, driving],
-                label="Example photos (public domain / CC0)",
-                cache_examples=False,
-            )
+            examples_box = gr.Column()
             gr.Examples([[asset("astronaut_pan.mp4")]], [video], label="Example driving video", cache_examples=False)
         with gr.Column():
             with gr.Tabs() as result_tabs:
@@ -152,6 +220,13 @@ def build() -> None:
                     )
                     slider = gr.ImageSlider(label="Before / after (source crop vs result)", interactive=False)
                     png = gr.File(label="Download PNG", interactive=False)
+                    review, card_file, last_photo = review_panel("reenact")
+                with gr.Tab("Engines side by side", id="compare"):
+                    compare_gallery = gr.Gallery(label="One result per available engine", columns=3, height=260)
+                    compare_table = gr.Dataframe(headers=COMPARE_COLUMNS, interactive=False,
+                                                 label="The papers' metrics per engine (↑/↓: which way is better)")
+                    compare_json = gr.JSON(label="Every engine: metrics, run card, or why it is unavailable",
+                                           max_height=300)
                 with gr.Tab("Video result", id="video"):
                     comparison = gr.Video(label="Source | driving | result", interactive=False)
                     result_video = gr.Video(label="Result", interactive=False)
@@ -165,18 +240,29 @@ def build() -> None:
                 run_dirs = gr.Button("Move the source", elem_id="directions-run")
                 moved = gr.Image(label="Source moved along the directions", interactive=False, format="png",
                                  elem_id="directions-result")
+    with examples_box:  # made here, once the outputs exist; shown above the driving-video example
+        # Not cached: in gradio 6.31 a lazily cached example of this tab left the result pending in the browser.
+        gr.Examples(
+            [[asset("astronaut.png"), asset("camera.png")], [asset("camera.png"), asset("astronaut.png")]],
+            [source, driving], label="Example photos (public domain / CC0)", cache_examples=False,
+        )
     options = [engine, truncate, paste_back, aligned]
     # Show the matching result tab first (UI only: not part of the API).
     run_image.click(lambda: gr.Tabs(selected="photo"), None, result_tabs, api_visibility="private", queue=False)
     run_video.click(lambda: gr.Tabs(selected="video"), None, result_tabs, api_visibility="private", queue=False)
-    wire(
+    photo_event = wire(
         run_image.click,
         reenact_image,
         [source, driving, *options],
-        [result, slider, stages, png, details],
+        [result, slider, stages, png, details, last_photo],
         api_name="reenact_image",
         **GPU_EVENT,
     )
+    wire(photo_event.success, review_photo, [last_photo], [review, card_file], api_name="reenact_image_metrics",
+         **GPU_EVENT)
+    run_compare.click(lambda: gr.Tabs(selected="compare"), None, result_tabs, api_visibility="private", queue=False)
+    wire(run_compare.click, compare_engines, [source, driving, truncate, aligned],
+         [compare_gallery, compare_table, compare_json], api_name="compare_engines", **GPU_EVENT)
     wire(
         run_video.click,
         reenact_video,

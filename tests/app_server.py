@@ -9,11 +9,24 @@ from collections.abc import Iterator
 @contextlib.contextmanager
 def running_app(standin: bool = False) -> Iterator[str]:
     """Yield the URL of a freshly built Face Lab served on loopback; close it afterwards."""
+    import os
+    import tempfile
+
     import app
     from backends.standin import enable_standin
 
     enable_standin(standin)
-    demo = app.build_demo()
+    # Examples cached at their first click go to a folder of this app's own: no run sees another's results.
+    examples_cache = tempfile.TemporaryDirectory(prefix="facelab-examples-")
+    before = os.environ.get("GRADIO_EXAMPLES_CACHE")
+    os.environ["GRADIO_EXAMPLES_CACHE"] = examples_cache.name
+    try:
+        demo = app.build_demo()
+    finally:
+        if before is None:
+            os.environ.pop("GRADIO_EXAMPLES_CACHE", None)
+        else:
+            os.environ["GRADIO_EXAMPLES_CACHE"] = before
     try:
         _, url, _ = demo.launch(
             prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
@@ -23,3 +36,4 @@ def running_app(standin: bool = False) -> Iterator[str]:
     finally:
         demo.close()
         enable_standin(False)
+        examples_cache.cleanup()

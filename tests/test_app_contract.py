@@ -79,12 +79,17 @@ def test_reenactment_without_weights_names_the_missing_file(client, astronaut_pn
             handle_file(astronaut_png), handle_file(astronaut_png), "stylemask", True, False, False,
             api_name="/reenact_image",
         )
-    message = str(info.value)
-    assert message.startswith(
+    sentence, _, detail = str(info.value).partition("<details>")
+    # The visitor reads one sentence; the host's account follows, collapsed.
+    assert sentence == (
+        "This Space is missing the StyleGAN2 FFHQ 1024 generator; the owner can fetch it with one command."
+    )
+    assert detail.startswith(
+        "<summary>Details for the Space owner</summary>"
         "Missing weights: stylegan2-ffhq-config-f.pt (StyleGAN2 FFHQ 1024 generator (rosinality format, g_ema)), "
         "needed by the reenactment, latent paths and anonymization tabs. Downloads are off (HF_HUB_OFFLINE=1)."
     )
-    assert "--stand-in-weights" in message
+    assert "start it with --stand-in-weights (outputs are not results)." in detail and detail.endswith("</details>")
 
 
 def test_align_face_reports_the_weights_mode(client, astronaut_png, shared_weights):

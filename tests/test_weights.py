@@ -305,7 +305,17 @@ def drive(server, monkeypatch):
         return original(self, request, **kwargs)
 
     monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    _pretend_reachable(monkeypatch, "drive.google.com")
     return server
+
+
+def _pretend_reachable(monkeypatch, *hosts: str) -> None:
+    """The quick reachability probe answers "reachable" for ``hosts`` (their requests are redirected)."""
+    from backends.weights import download
+
+    real = download._probe
+    monkeypatch.setattr(download, "_probe", lambda host, port: "" if host in hosts else real(host, port))
+    download.forget_probes()
 
 
 @pytest.fixture(scope="module")
@@ -447,6 +457,7 @@ def test_hub_sources_come_first_and_a_bad_hub_file_is_dropped(isolated, server, 
         return str(snapshot)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    _pretend_reachable(monkeypatch, "huggingface.co")
     server.files["/mask.pt"] = mask_checkpoint
     entry = REGISTRY["stylemask_1024"]
     sources = (Source(hub_repo="public/mirror", hub_path="mask_network_1024.pt"), Source(url=server.url("/mask.pt")))
@@ -454,8 +465,8 @@ def test_hub_sources_come_first_and_a_bad_hub_file_is_dropped(isolated, server, 
     result = weights.fetch(entry.key, progress=False)
     assert calls == [("my-org/weights", "mask_network_1024.pt"), ("public/mirror", "mask_network_1024.pt")]
     assert result.attempts[0] == (
-        "hf://my-org/weights/mask_network_1024.pt@main answered EntryNotFoundError: 404 Client Error. Entry Not "
-        "Found for url: .../mask_network_1024.pt; next: hf://public/mirror/mask_network_1024.pt@main"
+        "hf://my-org/weights/mask_network_1024.pt@main answered no such file (HTTP 404); "
+        "next: hf://public/mirror/mask_network_1024.pt@main"
     )
     assert result.attempts[1].startswith(
         "hf://public/mirror/mask_network_1024.pt@main answered a file that is not StyleMask mask network"
@@ -495,7 +506,7 @@ def test_google_drive_quota_page_is_reported_not_saved(isolated, drive, mask_che
     with pytest.raises(MissingWeightsError) as info:
         weights.weights_path("stylemask_1024", progress=False)
     assert (
-        f"(1) {DRIVE}{file_id} answered FileURLRetrievalError: Too many users have viewed or downloaded this file "
+        f"(1) {DRIVE}{file_id} answered Too many users have viewed or downloaded this file "
         "recently. Please try accessing the file again later; no source left."
     ) in str(info.value)
     assert drive.requests == [f"/uc?id={file_id}"]
@@ -510,7 +521,7 @@ def test_google_drive_cut_transfer_leaves_nothing(isolated, drive, mask_checkpoi
     result = weights.fetch("stylemask_1024", progress=False)
     assert result.status == "failed"
     (attempt,) = result.attempts  # gdown counts what it wrote, in whole chunks of its own
-    head = re.escape(f"{DRIVE}{file_id} answered DownloadError: Download is incomplete: received ")
+    head = re.escape(f"{DRIVE}{file_id} answered Download is incomplete: received ")
     tail = re.escape(f" bytes but the server announced {len(mask_checkpoint)} bytes; no source left")
     assert re.fullmatch(head + r"\d+" + tail, attempt)
     assert _leftovers(isolated / "cache") == []
@@ -563,10 +574,11 @@ def test_cli_fetch_tab_prints_a_summary(isolated, test_entry, server, monkeypatc
     }
     assert weights.main(["fetch", "--tab", "expression"]) == 0
     out, err = capsys.readouterr()
-    header, _, row = out.strip().splitlines()
-    assert header.split() == ["key", "status", "source", "used", "size", "sha256", "seconds"]
+    header, _, row, summary = out.strip().splitlines()
+    assert header.split() == ["key", "status", "source", "used", "size", "sha256", "seconds", "reason"]
     expected = ["unit_test_ckpt", "downloaded", server.url("/w.bin"), "2.1", "KB", PAYLOAD_SHA[:16] + "..."]
-    assert row.split()[:6] == expected
+    assert row.split()[:6] == expected and row.split()[-1] == "-"
+    assert summary == "1 file: 1 downloaded."
     assert f"Downloading unit_test.bin of 2.1 KB from {server.url('/w.bin')}" in err
     assert weights.tab_rows()[4]["missing"] == "nothing"
 
@@ -574,8 +586,63 @@ def test_cli_fetch_tab_prints_a_summary(isolated, test_entry, server, monkeypatc
 def test_cli_fetch_offline_fails_cleanly(capsys, isolated):
     assert weights.main(["fetch", "ir_se50"]) == 1
     out, err = capsys.readouterr()
-    assert "ir_se50  offline" in out
-    assert "Downloads are off (HF_HUB_OFFLINE=1): no source was tried." in err
+    row = next(line for line in out.splitlines() if line.startswith("ir_se50 "))
+    assert row.split()[1] == "offline" and row.rstrip().endswith("downloads are off (HF_HUB_OFFLINE=1)")
+    assert out.rstrip().splitlines()[-1] == "1 file: 1 offline."
+    assert err == ""
+
+
+def test_unreachable_hosts_fail_at_once_and_fetch_prints_one_summary(isolated, monkeypatch, capsys):
+    """No network: one quick probe per host, no hub retries, one row per file with its reason, one summary."""
+    import huggingface_hub
+
+    from backends.weights import download
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.facelab-nowhere.invalid")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("the hub was called"))
+    download.forget_probes()
+    hub = Source(hub_repo="someone/weights", hub_path="mask_network_1024.pt")
+    url = Source(url="https://files.facelab-nowhere.invalid/mask_network_1024.pt", origin="test")
+    entry = _with_sources(REGISTRY["stylemask_1024"], hub, url)
+    monkeypatch.setattr(weights.registry, "REGISTRY", {**REGISTRY, entry.key: entry})
+    started = time.monotonic()
+    assert weights.main(["fetch", "stylemask_1024", "deca_model"]) == 1
+    assert time.monotonic() - started < 2 * download.PROBE_SECONDS + 2
+    out, err = capsys.readouterr()
+    rows = {line.split()[0]: line.rstrip() for line in out.strip().splitlines()[2:4]}
+    assert rows["stylemask_1024"].split()[1] == "failed" and rows["deca_model"].split()[1] == "host"
+    assert rows["stylemask_1024"].endswith("no source host reachable (offline?)")
+    assert rows["deca_model"].endswith("no public source: put it in $FACELAB_WEIGHTS_DIR")
+    assert out.rstrip().splitlines()[-1] == (
+        "2 files: 1 failed, 1 host supplies. Add --verbose for what each source answered."
+    )
+    assert "Retrying" not in out + err and "Error" not in out + err and err == ""
+    result = weights.fetch("stylemask_1024", progress=False)  # the verdicts are remembered: no new lookup
+    assert result.attempts == [
+        "hf://someone/weights/mask_network_1024.pt@main answered nothing (hub.facelab-nowhere.invalid cannot be "
+        "found (no network, or no DNS)); next: https://files.facelab-nowhere.invalid/mask_network_1024.pt",
+        "https://files.facelab-nowhere.invalid/mask_network_1024.pt answered nothing (files.facelab-nowhere.invalid "
+        "cannot be found (no network, or no DNS)); no source left",
+    ]
+    assert "Sources, in order" not in result.message  # each source is named once, with its answer
+    download.forget_probes()
+
+
+def test_plain_words_drop_exception_class_names():
+    from backends.weights.download import _hub_answer, plain_words
+
+    raw = ("HTTPSConnectionPool(host='huggingface.co', port=443): Max retries exceeded with url: /api "
+           "(Caused by NameResolutionError(\"<urllib3.connection.HTTPSConnection>: Failed to resolve\"))")
+    assert plain_words(raw) == "Max retries exceeded with url: /api"
+    assert plain_words("urllib3.exceptions.ReadTimeoutError: read timed out") == "read timed out"
+
+    class LocalEntryNotFoundError(Exception):
+        pass
+
+    assert _hub_answer(LocalEntryNotFoundError("An error happened while trying to locate the file")) == (
+        "nothing (the hub could not be reached)"
+    )
 
 
 def test_corrupt_local_file_is_refused_on_load(isolated, monkeypatch):
@@ -715,3 +782,36 @@ def test_standin_builders_resolve():
             if not path.exists():
                 pytest.fail(f"{entry.key}: stand-in module {module_name} does not exist")
             assert f"def {func}(" in path.read_text(), f"{entry.key}: {func} not found in {module_name}"
+
+
+def test_visitor_messages_are_one_short_sentence():
+    assert weights.visitor_message(REGISTRY["stylemask_1024"]) == (
+        "This Space is missing the StyleMask mask network for StyleGAN2 FFHQ 1024; the owner can fetch it with "
+        "one command."
+    )
+    assert weights.visitor_message(REGISTRY["deca_model"]) == (
+        "This Space is missing the DECA face reconstruction encoder; the owner has to supply it (no public download)."
+    )
+    assert weights.visitor_message(REGISTRY["sd_turbo"]) == (
+        "This Space is missing the SD-Turbo text-to-image model; the owner can fetch it with one command."
+    )
+    for entry in REGISTRY.values():
+        message = weights.visitor_message(entry)
+        assert len(message) <= 160 and message.count(".") == 1 and message.endswith("."), message
+        assert not re.search(r"Error|Exception|`|\$|hf://|https?://", message), message
+
+
+def test_standin_hint_only_while_standins_are_off(isolated, monkeypatch):
+    entry = REGISTRY["retinaface_resnet50"]
+    message = weights.missing_message(entry)
+    assert message.startswith(
+        "Missing weights: detection_Resnet50_Final.pth (RetinaFace ResNet-50 face detector (facexlib)), needed by "
+        "every tab that finds faces. Run `python -m backends.weights fetch retinaface_resnet50`, or put the file in "
+        "$FACELAB_WEIGHTS_DIR. Sources, in order: https://github.com/xinntao/facexlib/releases/download/v0.1.0/"
+        "detection_Resnet50_Final.pth (unverified)."
+    )
+    assert message.endswith(" To try the app without weights, start it with --stand-in-weights (outputs are not "
+                            "results).")
+    monkeypatch.setenv("FACELAB_STAND_IN", "1")
+    assert "stand-in" not in weights.missing_message(entry)
+    assert weights.missing_message(entry) == message.removesuffix(" " + weights.download.STANDIN_HINT)

@@ -100,13 +100,16 @@ def test_failed_download_lists_sources_and_the_fix(client, online, server, astro
             api_name="/reenact_image",
         )
     assert str(info.value).startswith(
+        "This Space is missing the StyleGAN2 FFHQ 1024 generator; the owner can fetch it with one command."
+        "<details><summary>Details for the Space owner</summary>"
         "Missing weights: stylegan2-ffhq-config-f.pt (StyleGAN2 FFHQ 1024 generator (rosinality format, g_ema)), "
-        f"needed by the reenactment, latent paths and anonymization tabs. Every source failed, in the order tried: "
-        f"(1) {url} answered an HTML page "
+        f"needed by the reenactment, latent paths and anonymization tabs. Every source failed, in the order tried:"
+        f"<br>(1) {url} answered an HTML page "
         "titled 'Google Drive - Quota exceeded' instead of the file; no source left. Run "
-        "`python -m backends.weights fetch stylegan2_ffhq1024` (or `python -m backends.weights fetch --tab "
-        "reenactment` for the whole tab), or put the file in $FACELAB_WEIGHTS_DIR."
+        "<code>python -m backends.weights fetch stylegan2_ffhq1024</code> (or <code>python -m backends.weights fetch "
+        "--tab reenactment</code> for the whole tab), or put the file in $FACELAB_WEIGHTS_DIR. To try the app"
     )
+    assert str(info.value).count(url) == 1  # each source once, with what it answered
     assert not (online / "cache" / "stylegan2-ffhq-config-f.pt").exists()
 
 

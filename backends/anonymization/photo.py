@@ -19,7 +19,7 @@ from ..job_control import CancelToken, Eta, check, running, wait_for_stopped_job
 from ..networks import farl as farl_net
 from .models import FalcoModels, get_models
 from .optimisation import STEPS, FalcoLoss, LatentCode, ProgressFn, StepRecord, Variant, get_variant, optimise
-from .pool import FakePool, build_pool, fake_wplus, pool_features
+from .pool import POOL_PSI, FakePool, build_pool, fake_wplus, pool_features
 
 MAX_STEPS = 200
 MAX_CANDIDATES = 16
@@ -76,6 +76,7 @@ class AnonymizeResult:
     notices: list[str] = field(default_factory=list)
     seconds: float = 0.0
     generator_key: str = ""
+    run_card: dict[str, Any] = field(default_factory=dict)  # backends.runcard: what re-runs this result
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +99,7 @@ class AnonymizeResult:
             "seconds": round(self.seconds, 2),
             "standin": self.standin,
             "notices": list(self.notices),
+            "run_card": self.run_card,
         }
 
 
@@ -211,7 +213,7 @@ def anonymize_photo(source: Any, *, margin: float = 0.0, steps: int = STEPS, see
     if candidates == 1 and seed != 0:
         notices.append("With 1 candidate the start is always the nearest fake, so the seed changes nothing.")
     report(1.0, "done")
-    return AnonymizeResult(
+    result = AnonymizeResult(
         aligned=inv.aligned.image, inversion=output_image(out["inversion"], chosen),
         start=output_image(out["start"], chosen), anonymized=anonymized, pasted=pasted, history=out["history"],
         cos_inversion=out["cos_inv"], cos_start=out["cos_start"], cos_final=out["cos_final"],
@@ -220,3 +222,81 @@ def anonymize_photo(source: Any, *, margin: float = 0.0, steps: int = STEPS, see
         pool_size=len(pool), variant=chosen.name, standin=models.standin, wplus=out["wplus"], notices=notices,
         seconds=time.perf_counter() - start, generator_key=models.generator_key,
     )
+    result.run_card = photo_run_card(result, source, already_aligned=already_aligned)
+    return result
+
+
+# --------------------------------------------------------------------------- reviewer view: card and metrics
+
+REID_DECOYS = {"cpu": 4, "cuda": 32}  # nearest pool fakes rendered as decoys (each is a 1024 render)
+_DECOY_EMBEDDINGS: dict[tuple, torch.Tensor] = {}  # (generator key, stand-in, device, psi, seed) -> [512]
+
+
+def photo_run_card(result: AnonymizeResult, source: Any, *, already_aligned: bool) -> dict[str, Any]:
+    """The run card of one anonymised photo (:mod:`backends.runcard`); ``python -m backends.replay`` re-runs it."""
+    from .. import runcard
+
+    return runcard.make_card(
+        method="FALCO", engine=f"falco-{result.variant}", replay="backends.anonymization.photo:anonymize_photo",
+        inputs={"photo": source},
+        settings={"margin": result.margin, "steps": result.steps, "seed": result.seed,
+                  "candidates": result.candidates, "variant": result.variant,
+                  "already_aligned": bool(already_aligned), "pool_size": result.pool_size},
+        seeds={"seed": result.seed, "pool_seeds": f"0..{result.pool_size - 1}", "pool_psi": POOL_PSI,
+               "neighbour_pool_seed": result.neighbour_seed},
+        weights=["stylegan2_ffhq1024", "e4e_ffhq_encode", result.generator_key, "ir_se50", "farl_ep64"],
+        standin=result.standin, timings={"seconds": result.seconds},
+        outputs={"pasted": result.pasted, "anonymized": result.anonymized},
+        output_attr={"pasted": "pasted", "anonymized": "anonymized"},
+    )
+
+
+@gpu_task(duration=60)
+def _decoy_embeddings(models: FalcoModels, seeds: list[int], psi: float) -> torch.Tensor:
+    """ArcFace embeddings [N, 512] of pool fakes (rendered one at a time, each kept per process)."""
+    from .. import metrics
+
+    out = []
+    for seed in seeds:
+        key = (models.generator_key, models.standin, str(models.device), psi, int(seed))
+        if key not in _DECOY_EMBEDDINGS:
+            with torch.no_grad():
+                image = models.generator.synthesis(fake_wplus(models.generator, [seed], psi).to(models.device))
+            _DECOY_EMBEDDINGS[key] = metrics.identity_embedding(image.clamp(-1, 1), models.arcface)[0]
+        out.append(_DECOY_EMBEDDINGS[key])
+    return torch.stack(out) if out else torch.empty(0, 512)
+
+
+def photo_metrics(result: AnonymizeResult, decoys: int | None = None) -> dict[str, Any]:
+    """The papers' metrics of one anonymised face, computed after the result (:mod:`backends.metrics`).
+
+    CSIM of the anonymised face to the original on the evaluation path (both in [-1, 1], unlike the
+    official loss's mixed ranges), the FaRL attribute similarity, and re-identification: the original's
+    rank-1 match among the anonymised face and the ``decoys`` pool fakes nearest to it in FaRL space
+    (the hardest look-alikes FALCO had to choose from).
+    """
+    from .. import metrics
+
+    start = time.perf_counter()
+    variant = get_variant(result.variant)
+    models = get_models(variant)
+    n = REID_DECOYS.get(models.device.type, REID_DECOYS["cpu"]) if decoys is None else int(decoys)
+    original = metrics.identity_embedding(metrics.identity_crop(result.aligned, aligned=True).tensor, models.arcface)
+    anonymized = metrics.identity_embedding(metrics.identity_crop(result.anonymized, aligned=True).tensor,
+                                            models.arcface)
+    pool = build_pool(models, variant, size=result.pool_size)
+    feature = pool_features(models.farl, image_to_tensor01(result.aligned, models.device), from_pm1=False,
+                            variant=variant)[0]
+    order, _ = pool.nearest(feature, k=min(n, len(pool))) if n > 0 else (np.zeros(0, np.int64), None)
+    seeds = [int(pool.seeds[i]) for i in order]
+    reid = metrics.reidentification(original, anonymized, _decoy_embeddings(models, seeds, pool.psi))
+    values = {"identity_cosine_anonymized": float((original * anonymized).sum()),
+              "attribute_similarity": result.attr_similarity, "reidentification": reid.text()}
+    return {
+        "result": metrics.present(values, standin=result.standin),
+        "reidentification": reid.to_dict() | {"decoy_pool_seeds": seeds},
+        "about": metrics.about(list(values)),
+        "unavailable": {"lpips": "not offered: the lpips package downloads its backbone weights, which Face Lab "
+                                 "never does"},
+        "seconds": round(time.perf_counter() - start, 2),
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,16 +272,24 @@ def analyze_video(path: str | Path, mode: str = "auto", dataset: str = "dfew",
     return analyze_frames(video.frames, video.fps, mode, dataset, notices=video.notices, annotate=annotate)
 
 
-def analyze_photo(image: Any, mode: str = "auto", dataset: str = "dfew") -> ExpressionResult:
-    """Expression recognition on one photo: the largest face, as a clip of one repeated frame."""
+def analyze_photo(image: Any, mode: str = "auto", dataset: str = "dfew",
+                  progress: Callable[[float, str], None] | None = None) -> ExpressionResult:
+    """Expression recognition on one photo: the largest face, as a clip of one repeated frame.
+
+    ``progress(fraction, stage)`` hears each stage as it starts.
+    """
     from ..face.detect import detect_largest
     from ..media import load_image
 
+    report = progress or (lambda _f, _d: None)
     loaded = load_image(image, what="photo")
+    report(0.0, "Finding the face")
     rgb = np.asarray(loaded.image)
     face, face_notices = detect_largest(rgb, what="photo")
     crop = crop_face(rgb, face.box)
+    report(0.3, "Loading the expression model")
     classifier, fallback = choose_classifier(mode, dataset)
+    report(0.6, f"Reading the expression ({classifier.label()})")
     overall = sample_indices(1)
     probabilities, _ = classify_crops(classifier, {0: crop}, overall)
     return _result(classifier, fallback, probabilities, [], [crop], [*loaded.notices, *face_notices], 1, 0)

@@ -199,15 +199,20 @@ def _paste(start: Start, image: Image.Image) -> Image.Image | None:
 
 def edit(photo: ImageSource | None = None, *, seed: int | None = None, corpus: str = "attributes",
          path: str | int = 0, strength: float = 3.0, eps: float = DEFAULT_EPS, render_mode: str = "stored",
-         paste_back: bool = False, with_origin: bool = False) -> EditResult:
+         paste_back: bool = False, with_origin: bool = False, progress: ProgressFn | None = None) -> EditResult:
     """Walk ``strength`` (signed; steps × step size) along one path from a photo or a seed, and render it.
 
     ``with_origin`` also returns the start rendered at strength 0 (cached per start code).
+    ``progress(fraction, stage)`` hears each stage as it starts.
     """
+    report = progress or (lambda _f, _d: None)
+    report(0.0, "Aligning and inverting the photo" if photo is not None else "Sampling the face of the seed")
     start, model, k, eps = _prepare(photo, seed, corpus, path, eps, render_mode)
     steps = steps_for(strength, eps)
+    report(0.5, f"Walking {abs(steps)} step(s) along the path")
     walk = walk_for(start, model, k, eps, abs(steps))
     codes = render_codes(walk, render_mode)
+    report(0.7, "Rendering the edited face")
     image = _render(codes[walk.index(steps): walk.index(steps) + 1])[0]
     notices = list(start.notices) + list(model.notes)
     if paste_back and start.inversion is None:
@@ -216,6 +221,8 @@ def edit(photo: ImageSource | None = None, *, seed: int | None = None, corpus: s
     standin = model.standin or inversion.get_models().standin
     if standin:
         notices.append(STANDIN_NOTICE)
+    if with_origin:
+        report(0.9, "Rendering the start for comparison")
     origin = origin_image(start) if with_origin else None
     return EditResult(image, pasted, start, model.paths[k], corpus, k, steps, eps, render_mode, standin, notices,
                       origin)
@@ -297,3 +304,64 @@ def strip(photo: ImageSource | None = None, *, seed: int | None = None, corpus: 
                        walk.phi, meta)
 
 
+
+
+# --------------------------------------------------------------------------- reviewer view: identity along the strip
+
+
+def strip_metrics(res: StripResult) -> tuple[dict[str, Any], Image.Image]:
+    """ArcFace identity cosine (CSIM, :mod:`backends.metrics`) of every strip frame to the start, and one plot
+    of it beside the CLIP margin. Computed after the strip is shown."""
+    import time
+
+    from .. import metrics
+
+    start_time = time.perf_counter()
+    net, arc_standin = metrics.arcface()
+    origin = origin_image(res.edit.start)
+    aligned = all(im.size == origin.size for im in res.frames)  # pasted frames are photos: find the face
+    reference = metrics.identity_embedding(metrics.identity_crop(origin, aligned=True).tensor, net)
+    crops = torch.cat([metrics.identity_crop(im, aligned=aligned).tensor for im in res.frames])
+    curve = (metrics.identity_embedding(crops, net) @ reference[0]).tolist()
+    standin = res.edit.standin or arc_standin
+    values = {"identity_cosine_to_start": [round(c, 4) for c in curve]}
+    shown = {
+        "result": metrics.present(values, standin=standin),
+        "strengths": [round(s, 6) for s in res.strengths],
+        "clip_margins": res.margins.values,
+        "about": metrics.about(["identity_cosine_to_start"]),
+        "seconds": round(time.perf_counter() - start_time, 2),
+    }
+    return shown, review_plot(res.strengths, res.margins, curve, res.edit.preset, standin)
+
+
+def review_plot(strengths: list[float], margins: Margins, identity: list[float], preset: PathPreset,
+                standin: bool) -> Image.Image:
+    """The CLIP margin (left axis) and the identity cosine to the start (right axis) along the path."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    if margins.values is not None:
+        ax.plot(strengths, margins.values, marker="o", color="tab:blue", label="CLIP margin")
+        ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("strength along the path (− toward B, + toward A)")
+    ax.set_ylabel("cos(img, A) − cos(img, B)", color="tab:blue")
+    right = ax.twinx()
+    right.plot(strengths, identity, marker="s", color="tab:orange", label="identity to start")
+    right.set_ylabel("ArcFace cosine to the start", color="tab:orange")
+    right.set_ylim(min(-0.05, min(identity) - 0.05), 1.05)
+    title = f"A: {preset.positive}\nB: {preset.negative}"
+    if standin:
+        title = "STAND-IN WEIGHTS (not a result)\n" + title
+    ax.set_title(title, fontsize=8, color="#b00000" if standin else "black")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")

@@ -153,3 +153,57 @@ def generate(prompt: str, theme: Theme, lam: float = DEFAULT_LAM, k: int = DEFAU
         words_per_category={category_label(c): len(ws) for c, ws in learned.words.items()},
         notices=all_notices + notices, standin=model.standin,
     )
+
+
+# --------------------------------------------------------------------------- reviewer view: theme presence
+
+MAX_THEME_WORDS = 200  # CLIP text encodings per request (each is cached by the encoder)
+
+
+def theme_presence(generation: Generation, theme: Theme, top: int = 5) -> dict[str, Any]:
+    """CLIP ViT-B/32 similarity of both images to the theme's words (:func:`backends.metrics.clip_similarity`):
+    is the theme less present after removal? Computed after the images are shown.
+
+    The CLIP model is the one the tab's diagnostics already hold (:func:`.encoders.joint_encoder`) when it
+    runs in float32; otherwise the shared metrics copy. At most ``MAX_THEME_WORDS`` words, evenly spread.
+    """
+    from .. import metrics
+    from .encoders import joint_encoder
+    from .vocabulary import evenly_spaced
+
+    start = time.perf_counter()
+    joint = joint_encoder()
+    if next(joint.clip.parameters()).dtype == torch.float32:
+        encoder, standin = _shared_encoder(joint.clip), joint.standin
+    else:
+        encoder, standin = metrics.clip()
+    words = evenly_spaced(list(theme.words), MAX_THEME_WORDS)
+    before = metrics.clip_similarity(generation.original, words, encoder=encoder)
+    after = metrics.clip_similarity(generation.removed, words, encoder=encoder)
+    standin = standin or generation.standin
+    values = {"theme_similarity_as_written": float(np.mean(list(before.values()))),
+              "theme_similarity_removed": float(np.mean(list(after.values())))}
+    strongest = sorted(words, key=lambda w: -before[w])[:top]
+    return {
+        "result": metrics.present(values, standin=standin),
+        "change": round(values["theme_similarity_removed"] - values["theme_similarity_as_written"], 4),
+        "strongest_theme_words": [{"word": w, "as_written": round(before[w], 4), "removed": round(after[w], 4)}
+                                  for w in strongest],
+        "words_compared": len(words),
+        "about": metrics.about(list(values)),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+_ENCODERS: dict[int, Any] = {}
+
+
+def _shared_encoder(clip: torch.nn.Module) -> Any:
+    """One image/text wrapper per CLIP model (it caches text encodings), on the model's device."""
+    from ..networks.clip import ClipEncoder
+
+    if id(clip) not in _ENCODERS:
+        device = next(clip.parameters()).device
+        _ENCODERS.clear()  # a new model (stand-in switched, device changed) replaces the old wrapper
+        _ENCODERS[id(clip)] = (ClipEncoder(clip).to(device), clip)
+    return _ENCODERS[id(clip)][0]

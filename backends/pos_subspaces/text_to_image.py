@@ -102,6 +102,17 @@ def _with_decoder(model: T2IModel, decoder: str, device: torch.device) -> T2IMod
     return model
 
 
+def _hub_reason(exc: BaseException) -> str:
+    """Why a hub model did not load: an unreachable hub first (diffusers then says a file does not exist)."""
+    from ..weights import Source, download
+
+    host, port = download.source_host(Source(hub_repo="-"))
+    why = download.unreachable(host, port)
+    if why:
+        return f"The hub cannot be reached from this machine ({why})."
+    return f"Loading failed: {download.plain_words(str(exc).strip().splitlines()[0] if str(exc).strip() else '')}"
+
+
 def _load_real_pipeline(model_id: str, device: torch.device) -> Any:
     from ..weights import find_local, get_entry, missing_message, offline
 
@@ -117,7 +128,7 @@ def _load_real_pipeline(model_id: str, device: torch.device) -> Any:
         if source != model_id:  # the folder is there but does not load: say why, it is not "missing"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"The text-to-image folder {source} could not be loaded: {first}") from None
-        reason = "Downloads are off (HF_HUB_OFFLINE=1)." if offline() else f"Loading failed: {exc}"
+        reason = "Downloads are off (HF_HUB_OFFLINE=1)." if offline() else _hub_reason(exc)
         if model_id == SD_TURBO_ID:
             raise MissingWeightsError(missing_message(entry, reason), key=entry.key, filename=entry.filename) from None
         raise MissingWeightsError(f"The text-to-image model '{model_id}' could not be loaded. {reason}") from None

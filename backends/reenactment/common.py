@@ -107,6 +107,7 @@ class ReenactResult:
     extras: dict[str, Any] = field(default_factory=dict)
     driving_caption: str = "Driving inversion"
     seconds: float = 0.0
+    run_card: dict[str, Any] = field(default_factory=dict)  # backends.runcard: what re-runs this result
 
     @property
     def final(self) -> Image.Image:
@@ -140,6 +141,7 @@ class ReenactResult:
             "seconds": round(self.seconds, 2),
             "standin": self.standin,
             "notices": list(self.notices),
+            "run_card": self.run_card,
         }
 
 
@@ -151,32 +153,40 @@ def reenact_images(
     paste_back: bool = False,
     engine: str = "stylemask",
     already_aligned: bool = False,
+    progress: ProgressFn | None = None,
 ) -> ReenactResult:
     """Reenact the source photo with the pose and expression of the driving photo.
 
     ``truncate``: ψ = 0.7 toward the seeded mean latent ("faithful", the papers' code) or no
     truncation ("higher fidelity"). ``paste_back`` also returns the result blended back into the
     source photo. ``already_aligned`` takes both photos as aligned crops and skips face detection.
+    ``progress(fraction, stage)`` hears each stage as it starts.
     """
+    report = progress or (lambda _f, _d: None)
     eng = require_engine(engine)
     if source is None:
         raise InputError("Please upload a source photo (the identity to keep).")
     if driving is None:
         raise InputError("Please upload a driving photo or video (the pose and expression to copy).")
     start = time.perf_counter()
+    report(0.0, f"Loading {eng.name}")
     standin = eng.load()
+    report(0.2, "Aligning and inverting the source face")
     src = eng.prepare_source(source, already_aligned=already_aligned)
+    report(0.5, "Aligning and inverting the driving face")
     drv = eng.prepare_driving(driving, already_aligned=already_aligned)
     psi = psi_for(truncate)
+    report(0.8, "Rendering the reenacted face")
     rendered = eng.render(src, drv, psi)
     pasted = None
     if paste_back:
+        report(0.95, "Pasting the result back into the photo")
         pasted = Image.fromarray(paste_into_photo(np.asarray(src.photo), rendered.image, src.aligned))
     notices = [f"Source: {n}" for n in src.notices] + [f"Driving: {n}" for n in drv.notices]
     if standin:
         notices.append(_standin_notice(eng, "images"))
     driving_preview, caption = eng.driving_preview(drv, truncate)
-    return ReenactResult(
+    result = ReenactResult(
         source_aligned=src.aligned.image,
         driving_aligned=drv.aligned.image,
         source_inversion=eng.source_preview(src, truncate),
@@ -191,6 +201,184 @@ def reenact_images(
         driving_caption=caption,
         seconds=time.perf_counter() - start,
     )
+    result.run_card = photo_run_card(result, source, driving, truncate=truncate, paste_back=paste_back,
+                                     already_aligned=already_aligned, weights=eng.weights)
+    return result
+
+
+# --------------------------------------------------------------------------- reviewer view: card and metrics
+
+
+def photo_run_card(res: ReenactResult, source: ImageSource, driving: ImageSource, *, truncate: bool,
+                   paste_back: bool, already_aligned: bool, weights: Sequence[str]) -> dict[str, Any]:
+    """The run card of a photo reenactment (:mod:`backends.runcard`); ``python -m backends.replay`` re-runs it."""
+    from .. import runcard
+
+    return runcard.make_card(
+        method="reenactment", engine=res.engine, replay="backends.reenactment.common:reenact_images",
+        inputs={"source": source, "driving": driving},
+        settings={"engine": res.engine, "truncate": bool(truncate), "paste_back": bool(paste_back),
+                  "already_aligned": bool(already_aligned)},
+        seeds={"mean_latent_seed": 0, "note": "no random draws per request: the result depends on the inputs only"},
+        weights=weights, standin=res.standin, timings={"seconds": res.seconds},
+        outputs={"final": res.final}, output_attr={"final": "final"},
+    )
+
+
+def photo_metrics(res: ReenactResult) -> dict[str, Any]:
+    """The papers' metrics of a photo reenactment (:mod:`backends.metrics`), computed after the result.
+
+    Identity (CSIM) source↔result; head-pose, expression and jaw errors driving↔result, with driving↔source
+    as the baseline (how far the engine had to move the face); PSNR result↔driving only for a
+    self-reenactment (the same photo as source and driving). A metric whose network is missing is listed
+    under ``unavailable`` with the reason.
+    """
+    from .. import metrics
+    from ..errors import MissingWeightsError
+    from ..inversion import content_hash
+
+    start = time.perf_counter()
+    values: dict[str, Any] = {}
+    baseline: dict[str, Any] = {}
+    unavailable: dict[str, str] = {}
+    how: dict[str, str] = {}
+    standin = res.standin
+    try:
+        net, net_standin = metrics.arcface()
+        standin = standin or net_standin
+        values["identity_cosine"], how["identity"] = metrics.identity_pair(res.source_aligned, res.result, net=net)
+    except MissingWeightsError as exc:
+        unavailable["identity_cosine"] = str(exc)
+    try:
+        from .vox import get_deca  # the DECA the VoxCeleb engines already hold
+
+        deca = get_deca()
+        poses = {name: metrics.face_pose(image, net=deca) for name, image in
+                 (("source", res.source_aligned), ("driving", res.driving_aligned), ("result", res.result))}
+        values.update(metrics.pose_errors(poses["driving"], poses["result"]))
+        baseline = metrics.pose_errors(poses["driving"], poses["source"])
+        how.update({f"pose_{k}": p.how for k, p in poses.items()})
+    except MissingWeightsError as exc:
+        unavailable["pose_error"] = str(exc)
+    if content_hash(np.asarray(res.source_aligned)) == content_hash(np.asarray(res.driving_aligned)):
+        target = res.driving_aligned.resize(res.result.size, Image.Resampling.LANCZOS)
+        values["psnr"] = metrics.psnr(res.result, target)
+    else:
+        unavailable["psnr"] = "only for a self-reenactment (the same photo as source and driving)"
+    unavailable["lpips"] = "not offered: the lpips package downloads its backbone weights, which Face Lab never does"
+    return {
+        "result": metrics.present(values, standin=standin),
+        "baseline_driving_vs_source": metrics.present(baseline, standin=standin),
+        "faces": how,
+        "about": metrics.about([*values, *baseline]),
+        "unavailable": unavailable,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+# --------------------------------------------------------------------------- every engine on one pair
+
+
+@dataclass
+class EngineRun:
+    """One engine on one source/driving pair: its result and metrics, or why it did not run."""
+
+    engine: str
+    available: bool
+    reason: str = ""  # why it is unavailable or failed
+    result: ReenactResult | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # the result alone (what a user waits for)
+    metrics_seconds: float = 0.0
+
+    def value(self, key: str) -> float | None:
+        entry = self.metrics.get("result", {}).get(key)
+        return entry.get("value") if isinstance(entry, dict) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"engine": self.engine, "available": self.available and self.result is not None}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.result is not None:
+            out.update(seconds=round(self.seconds, 2), metrics_seconds=round(self.metrics_seconds, 2),
+                       standin=self.result.standin, result_size=list(self.result.result.size),
+                       metrics=self.metrics, run_card=self.result.run_card)
+        return out
+
+
+COMPARE_KEYS = ("identity_cosine", "pose_error", "expression_error", "jaw_error")
+
+
+def compare_engines(source: ImageSource, driving: ImageSource, *, truncate: bool = True,
+                    already_aligned: bool = False, engines: Sequence[str] = ENGINES,
+                    progress: ProgressFn | None = None) -> list[EngineRun]:
+    """One source and one driving photo through every engine: result, metrics and time per engine.
+
+    An engine whose weights are missing is listed with the reason and skipped, never replaced. An input
+    problem (no face, unreadable photo) is the same for every engine and is raised.
+    """
+    from ..errors import MissingWeightsError
+
+    report = progress or (lambda _f, _d: None)
+    runs: list[EngineRun] = []
+    for i, key in enumerate(engines):
+        status = engine_status(key)
+        if not status.available:
+            runs.append(EngineRun(key, False, status.reason))
+            continue
+        report(i / len(engines), f"{key}: reenacting")
+        try:
+            res = reenact_images(source, driving, truncate=truncate, engine=key, already_aligned=already_aligned)
+        except MissingWeightsError as exc:
+            runs.append(EngineRun(key, False, str(exc)))
+            continue
+        report((i + 0.7) / len(engines), f"{key}: metrics")
+        start = time.perf_counter()
+        shown = photo_metrics(res)
+        runs.append(EngineRun(key, True, "", res, shown, res.seconds, time.perf_counter() - start))
+    report(1.0, "done")
+    return runs
+
+
+def compare_main(argv: Sequence[str]) -> int:
+    """``python -m backends.reenactment compare SOURCE DRIVING [--json out.json] [--out-dir DIR]``."""
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m backends.reenactment compare",
+                                     description="Every engine on one source/driving pair: result, metrics, time.")
+    parser.add_argument("source")
+    parser.add_argument("driving")
+    parser.add_argument("--json", dest="json_out", help="write every row (metrics, run cards) here")
+    parser.add_argument("--out-dir", help="also save each engine's result as ENGINE.png here")
+    parser.add_argument("--no-truncation", action="store_true")
+    parser.add_argument("--stand-in-weights", action="store_true",
+                        help="deterministic random weights instead of checkpoints (outputs are not results)")
+    args = parser.parse_args(argv)
+    if args.stand_in_weights:
+        from ..standin import enable_standin
+
+        enable_standin(True)
+    try:
+        runs = compare_engines(args.source, args.driving, truncate=not args.no_truncation)
+    except FaceLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("| engine | result s | CSIM | pose error ° | expression error | jaw error ° |")
+    print("|---|---|---|---|---|---|")
+    for run in runs:
+        if run.result is None:
+            print(f"| {run.engine} | unavailable: {run.reason.splitlines()[0][:80]} | | | | |")
+            continue
+        cells = " | ".join("" if run.value(k) is None else f"{run.value(k):.3f}" for k in COMPARE_KEYS)
+        print(f"| {run.engine} | {run.seconds:.1f} | {cells} |")
+        if args.out_dir:
+            Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+            run.result.final.save(Path(args.out_dir) / f"{run.engine}.png")
+    if any(r.result is not None and r.result.standin for r in runs):
+        print("note: stand-in weights: the numbers are not meaningful", file=sys.stderr)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps([r.to_dict() for r in runs], indent=2) + "\n")
+    return 0
 
 
 # --------------------------------------------------------------------------- video reenactment
@@ -369,9 +557,13 @@ VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        return compare_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m backends.reenactment",
-        description="Reenact a source face with the pose and expression of a driving photo or video.",
+        description="Reenact a source face with the pose and expression of a driving photo or video "
+                    "(or `compare SOURCE DRIVING [--json OUT]`: every engine side by side with the metrics).",
     )
     parser.add_argument("--source", required=True, help="photo whose identity is kept")
     parser.add_argument("--driving", required=True, help="driving photo or video (mp4/webm/mov)")

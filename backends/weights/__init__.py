@@ -1,7 +1,8 @@
 """The weight manager: one registry entry per checkpoint, resolution, download, verification.
 
 Sources are tried in this order for a checkpoint file:
-    1. ``$FACELAB_WEIGHTS_DIR/<filename>`` (or ``$FACELAB_WEIGHTS_DIR/<key>/<filename>``), a local mirror;
+    1. ``$FACELAB_WEIGHTS_DIR/<filename>`` (or ``$FACELAB_WEIGHTS_DIR/<key>/<filename>``), a local mirror,
+       then ``assets/weights/`` (files shipped with the code: the YuNet detector);
     2. what is already cached: the Hugging Face cache (``$FACELAB_HUB_REPO`` first, then the public
        hub repos) and Face Lab's own download cache (``$FACELAB_CACHE_DIR``);
     3. downloads, unless ``HF_HUB_OFFLINE=1``: ``$FACELAB_HUB_REPO``, then the public hub mirrors,
@@ -35,16 +36,22 @@ from __future__ import annotations
 
 from .cli import main
 from .download import (
+    BUNDLED_DIR,
     DownloadProgress,
     FetchResult,
     ProgressCallback,
     download_sources,
+    entry_of_error,
     fetch,
     fetch_many,
     find_local,
     fix_command,
+    forget_probes,
     missing_message,
+    model_name,
     report_downloads,
+    unreachable,
+    visitor_message,
     weights_path,
 )
 from .entry import Checkpoint, Source
@@ -67,6 +74,7 @@ from .registry import (
 from .report import preload_lines, status_of, summary_rows, tab_rows, table_rows, verify
 
 __all__ = [
+    "BUNDLED_DIR",
     "CACHE_DIR_ENV",
     "CLI",
     "Checkpoint",
@@ -84,10 +92,12 @@ __all__ = [
     "check_file",
     "check_structure",
     "download_sources",
+    "entry_of_error",
     "fetch",
     "fetch_many",
     "find_local",
     "fix_command",
+    "forget_probes",
     "get_entry",
     "human_size",
     "keys_for_tab",
@@ -96,6 +106,7 @@ __all__ = [
     "lock_path",
     "main",
     "missing_message",
+    "model_name",
     "offline",
     "preload_lines",
     "read_lock",
@@ -105,6 +116,8 @@ __all__ = [
     "summary_rows",
     "tab_rows",
     "table_rows",
+    "unreachable",
     "verify",
+    "visitor_message",
     "weights_path",
 ]

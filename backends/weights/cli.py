@@ -4,16 +4,17 @@ tabs | preload``."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
 from ..errors import MissingWeightsError
 from . import registry
-from .download import (
-    fetch_many,
-)
+from .download import fetch_many
 from .registry import CLI, TABS, get_entry, keys_for_tab
-from .report import preload_lines, summary_rows, tab_rows, table_rows, verify
+from .report import preload_lines, summary_line, summary_rows, tab_rows, table_rows, verify
+
+FETCH_COLUMNS = ["key", "status", "source used", "size", "sha256", "seconds", "reason"]
 
 
 def _print_table(rows: list[dict[str, str]], columns: Sequence[str]) -> None:
@@ -32,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fetch_cmd.add_argument("keys", nargs="*", metavar="KEY")
     fetch_cmd.add_argument("--tab", choices=TABS, action="append", help="everything a tab needs (repeatable)")
     fetch_cmd.add_argument("--all", action="store_true", help="every checkpoint in the registry")
+    fetch_cmd.add_argument("--verbose", action="store_true",
+                           help="also print what each source answered for every file that failed")
     sub.add_parser("verify", help="check every checkpoint on disk against its sha256 (registry or lock file)")
     sub.add_parser("tabs", help="per tab: what is missing and the command that fetches it")
     sub.add_parser("preload", help="the README's preload_from_hub lines (every public hub file)")
@@ -73,17 +76,23 @@ def _fetch_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     except MissingWeightsError as exc:
         print(exc, file=sys.stderr)
         return 2
+    quiet_libraries(not args.verbose)
     results = fetch_many(keys)
     print()
-    _print_table(summary_rows(results), ["key", "status", "source used", "size", "sha256", "seconds"])
-    if any(r.status == "offline" for r in results):
-        print("\nDownloads are off (HF_HUB_OFFLINE=1): no source was tried. Unset it and run this again.",
-              file=sys.stderr)
-    for r in results:
-        if r.status in {"failed", "host supplies"}:
-            print(f"\n{r.key}: {r.message}", file=sys.stderr)
+    _print_table(summary_rows(results), FETCH_COLUMNS)
+    if args.verbose:
+        for r in results:
+            if r.status in {"failed", "host supplies", "offline"}:
+                print(f"\n{r.key}: {r.message}", file=sys.stderr)
+    print(summary_line(results))
     return 1 if any(r.status in {"failed", "offline"} for r in results) else 0
 
 
+def quiet_libraries(quiet: bool = True) -> None:
+    """Keep each failed source out of the terminal (the table has a reason per file; --verbose the rest).
 
-
+    Without this, Face Lab's own warnings and huggingface_hub's retry notices fill the screen.
+    """
+    level = logging.ERROR if quiet else logging.WARNING
+    for name in ("facelab.weights", "huggingface_hub"):
+        logging.getLogger(name).setLevel(level)

@@ -6,12 +6,15 @@ import contextlib
 import datetime as _dt
 import inspect
 import os
+import re
 import shutil
+import socket
 import sys
 import tarfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, MissingWeightsError
+from ..standin import standin_enabled
 from .entry import Checkpoint, Source
 from .lock import _check_digest, _refuse_html, _SourceFailed, _write_lock, check_structure, known_sha256, sha256_of
 from .registry import CLI, HUB_REPO_ENV, TABS, WEIGHTS_DIR_ENV, cache_dir, get_entry, human_size, log, offline
@@ -96,12 +100,18 @@ class _Reporter:
 
 
 def _print_progress(event: DownloadProgress) -> None:
+    if event.stage == "failed":  # the fetch table gives a reason per file; the log (--verbose) each answer
+        return
     end = "" if event.stage == "bytes" else "\n"
     prefix = "\r" if event.stage in {"bytes", "checking", "done"} else ""
     print(f"{prefix}{event.describe()}".ljust(70), end=end, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- resolution
+
+# Files small and freely licensed enough to ship with the code (see assets/LICENSES.md).
+BUNDLED_DIR = Path(__file__).resolve().parents[2] / "assets" / "weights"
+
 
 def _host_repo() -> str:
     return os.environ.get(HUB_REPO_ENV, "").strip()
@@ -130,6 +140,9 @@ def find_local(key: str) -> Path | None:
         for candidate in (Path(mirror) / entry.filename, Path(mirror) / key / entry.filename):
             if candidate.is_file():
                 return candidate
+    bundled = BUNDLED_DIR / entry.filename
+    if bundled.is_file():  # small files shipped in the repository (YuNet), so a clean clone works offline
+        return bundled
     for source in _hub_sources(entry):
         cached = _hub_cached(source)
         if cached is not None:
@@ -162,6 +175,7 @@ class FetchResult:
     seconds: float = 0.0
     message: str = ""
     attempts: list[str] = field(default_factory=list)
+    reason: str = ""  # a few words for the fetch table: why it is not here
 
 
 def weights_path(
@@ -183,13 +197,15 @@ def fetch(
     if local is not None:
         return _present(key, local)
     if not download:
-        return FetchResult(key, "missing", message=missing_message(entry))
+        return FetchResult(key, "missing", message=missing_message(entry), reason="not on this machine")
     if offline():
         reason = "Downloads are off (HF_HUB_OFFLINE=1). No source was tried; unset HF_HUB_OFFLINE to download."
-        return FetchResult(key, "offline", message=missing_message(entry, reason))
+        return FetchResult(key, "offline", message=missing_message(entry, reason),
+                           reason="downloads are off (HF_HUB_OFFLINE=1)")
     sources = download_sources(entry)
     if not sources:
-        return FetchResult(key, "host supplies", message=missing_message(entry))
+        return FetchResult(key, "host supplies", message=missing_message(entry),
+                           reason="no public source: put it in $" + WEIGHTS_DIR_ENV)
     with _key_lock(key):  # two requests for the same file: the second waits and finds it on disk
         local = find_local(key)
         if local is not None:
@@ -214,6 +230,7 @@ def _key_lock(key: str) -> threading.Lock:
 def _download_first_good(entry: Checkpoint, sources: list[Source], reporter: _Reporter) -> FetchResult:
     key = entry.key
     attempts: list[str] = []
+    answers: list[str] = []
     started = time.monotonic()
     for index, source in enumerate(sources):
         reporter.source = source.location()
@@ -224,6 +241,7 @@ def _download_first_good(entry: Checkpoint, sources: list[Source], reporter: _Re
             line = f"{source.location()} answered {exc.answer}"
             line += f"; next: {following}" if following else "; no source left"
             attempts.append(line)
+            answers.append(exc.answer)
             log.warning("%s: %s", entry.filename, line)
             reporter.emit("failed", message=line)
             continue
@@ -232,24 +250,121 @@ def _download_first_good(entry: Checkpoint, sources: list[Source], reporter: _Re
         return FetchResult(key, "downloaded", path, source.location(), path.stat().st_size, digest or "",
                            time.monotonic() - started, attempts=attempts)
     tried = " ".join(f"({n}) {a}." for n, a in enumerate(attempts, 1))
-    message = missing_message(entry, f"Every source failed, in the order tried: {tried}")
-    return FetchResult(key, "failed", seconds=time.monotonic() - started, message=message, attempts=attempts)
+    message = missing_message(entry, f"Every source failed, in the order tried: {tried}", tried=True)
+    return FetchResult(key, "failed", seconds=time.monotonic() - started, message=message, attempts=attempts,
+                       reason=_failure_reason(answers))
+
+
+def _failure_reason(answers: Sequence[str]) -> str:
+    """Why every source failed, in a few words (the message has each answer)."""
+    unreached = [a for a in answers if a.startswith("nothing (") and ("cannot be found" in a or "connections" in a)]
+    if answers and len(unreached) == len(answers):
+        return "no source host reachable (offline?)"
+    last = answers[-1] if answers else "no source"
+    reason = f"{len(answers)} source(s) failed; last: {last}"
+    return reason if len(reason) <= 90 else reason[:89] + "…"
 
 
 def _where(path: Path) -> str:
     mirror = os.environ.get(WEIGHTS_DIR_ENV, "").strip()
     if mirror and Path(mirror) in path.parents:
         return f"${WEIGHTS_DIR_ENV}"
+    if BUNDLED_DIR in path.parents:
+        return "bundled"
     if cache_dir() in path.parents:
         return "download cache"
     return "hub cache"
 
 
+# --------------------------------------------------------------------------- is the host there at all?
+
+PROBE_SECONDS = 3.0  # a name lookup or a connection slower than this counts as unreachable
+PROBE_TTL_SECONDS = 300.0  # a verdict is reused this long: one probe per host, not one per file
+_PROBES: dict[tuple[str, int], tuple[float, str]] = {}
+_PROBES_GUARD = threading.Lock()
+
+
+def source_host(source: Source) -> tuple[str, int]:
+    """The host and port a download from ``source`` connects to first."""
+    if source.kind == "hub":
+        from huggingface_hub import constants
+
+        url = os.environ.get("HF_ENDPOINT", "").strip() or constants.ENDPOINT
+    elif source.kind == "gdrive":
+        url = "https://drive.google.com"
+    else:
+        url = source.url
+    parts = urllib.parse.urlsplit(url)
+    return parts.hostname or "", parts.port or (80 if parts.scheme == "http" else 443)
+
+
+def _probe(host: str, port: int) -> str:
+    """"" when a TCP connection to ``host:port`` opens within PROBE_SECONDS, else why not, in words.
+
+    The name lookup runs in a thread because ``getaddrinfo`` has no timeout of its own; without this
+    check the hub client retries an unreachable host five times (about 24 s) before the next source.
+    """
+    found: dict[str, Any] = {}
+
+    def resolve() -> None:
+        try:
+            found["addresses"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            found["addresses"] = []
+
+    lookup = threading.Thread(target=resolve, daemon=True, name=f"probe-{host}")
+    lookup.start()
+    lookup.join(PROBE_SECONDS)
+    if not found.get("addresses"):
+        return f"{host} cannot be found (no network, or no DNS)"
+    for family, kind, proto, _, address in found["addresses"]:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.settimeout(PROBE_SECONDS)
+                sock.connect(address)
+                return ""
+        except OSError:
+            continue
+    return f"{host} does not accept connections"
+
+
+def unreachable(host: str, port: int = 443) -> str:
+    """Why ``host`` cannot be reached ("" when it can); probed once and remembered for a few minutes."""
+    now = time.monotonic()
+    with _PROBES_GUARD:
+        seen = _PROBES.get((host, port))
+    if seen is not None and now - seen[0] < PROBE_TTL_SECONDS:
+        return seen[1]
+    verdict = _probe(host, port)
+    with _PROBES_GUARD:
+        _PROBES[(host, port)] = (now, verdict)
+    return verdict
+
+
+def forget_probes() -> None:
+    """Probe every host afresh next time (the network came back; tests)."""
+    with _PROBES_GUARD:
+        _PROBES.clear()
+
+
+_CLASS_NAME = re.compile(r"\b(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exceeded|Warning)\b:?\s*")
+
+
+def plain_words(text: str) -> str:
+    """``text`` without exception class names (``urllib3.exceptions.NameResolutionError:`` and the like)."""
+    text = text.split(" (Caused by ")[0]
+    text = re.sub(r"\w*ConnectionPool\([^)]*\):\s*", "", text)
+    return " ".join(_CLASS_NAME.sub("", text).split()).strip(" :;,") or "an error"
+
+
 # --------------------------------------------------------------------------- one source
 
 
-
 def _fetch_from(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
+    host, port = source_host(source)
+    why = unreachable(host, port) if host else ""
+    if why:
+        raise _SourceFailed(f"nothing ({why})")
     if source.kind == "hub":
         return _fetch_hub(entry, source, reporter)
     target = cache_dir() / entry.filename
@@ -345,7 +460,7 @@ def _download_url(url: str, part: Path, reporter: _Reporter) -> None:
     except urllib.error.URLError as exc:
         raise _SourceFailed(f"nothing (cannot connect: {exc.reason})") from None
     except (OSError, ValueError) as exc:  # IncompleteRead, resets, timeouts
-        raise _SourceFailed(f"a cut-off transfer ({type(exc).__name__}: {exc})") from None
+        raise _SourceFailed(f"a cut-off transfer ({plain_words(str(exc)) or 'connection lost'})") from None
     if total is not None and done != total:
         raise _SourceFailed(f"a truncated file ({done} of {total} bytes)")
 
@@ -372,7 +487,7 @@ def _download_gdrive(file_id: str, part: Path, reporter: _Reporter) -> None:
     except Exception as exc:  # gdown raises FileURLRetrievalError (quota, private), DownloadError, requests errors
         for stray in part.parent.glob(f"{part.name}?*.part"):  # gdown's own partial file, kept for resuming
             stray.unlink(missing_ok=True)
-        raise _SourceFailed(f"{type(exc).__name__}: {_gdown_reason(exc)}") from None
+        raise _SourceFailed(plain_words(_gdown_reason(exc))) from None
     if result is None or not part.is_file():
         raise _SourceFailed("no file")
 
@@ -390,6 +505,30 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+_HUB_ANSWERS = {
+    "EntryNotFoundError": "no such file (HTTP 404)",
+    "RemoteEntryNotFoundError": "no such file (HTTP 404)",
+    "RepositoryNotFoundError": "no such repository, or a private one (set HF_TOKEN)",
+    "RevisionNotFoundError": "no such revision",
+    "GatedRepoError": "a gated repository (accept its terms on the hub, then set HF_TOKEN)",
+    "LocalEntryNotFoundError": "nothing (the hub could not be reached)",
+    "OfflineModeIsEnabled": "nothing (downloads are off)",
+}
+
+
+def _hub_answer(exc: BaseException) -> str:
+    """What the hub answered, in words: huggingface_hub's exception names mean nothing to a reader."""
+    for kind in type(exc).__mro__:
+        if kind.__name__ in _HUB_ANSWERS:
+            return _HUB_ANSWERS[kind.__name__]
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return f"HTTP {status}"
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        return "nothing (the connection failed)"
+    return plain_words(_first_line(exc))
+
+
 def _fetch_hub(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
     """A hub file into the Hugging Face cache (huggingface_hub writes ``.incomplete`` files and checks LFS sha256)."""
     try:
@@ -400,7 +539,7 @@ def _fetch_hub(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
         path = Path(hf_hub_download(source.hub_repo, source.hub_path, revision=source.revision,
                                     tqdm_class=_tqdm_bridge(reporter)))
     except Exception as exc:  # EntryNotFound, RepositoryNotFound, GatedRepo, HTTP and connection errors
-        raise _SourceFailed(f"{type(exc).__name__}: {_first_line(exc)}") from None
+        raise _SourceFailed(_hub_answer(exc)) from None
     try:
         _accept(entry, path, source, reporter, final=path)
     except _SourceFailed:
@@ -446,16 +585,26 @@ def fix_command(entry: Checkpoint) -> str:
 
 
 def _tab_words(tabs: Sequence[str]) -> str:
-    """("reenactment", "latent_paths") -> "reenactment and latent paths tabs"."""
+    """("reenactment", "latent_paths") -> "the reenactment and latent paths tabs"; ("all",) -> "every face tab"."""
+    if "all" in tabs:
+        return "every tab that finds faces"
     names = [t.replace("_", " ") for t in tabs]
     if len(names) == 1:
-        return f"{names[0]} tab"
-    return f"{', '.join(names[:-1])} and {names[-1]} tabs"
+        return f"the {names[0]} tab"
+    return f"the {', '.join(names[:-1])} and {names[-1]} tabs"
 
 
-def missing_message(entry: Checkpoint, reason: str = "") -> str:
-    """The one message every missing checkpoint produces: the file, the tab, what was tried, how to get it."""
-    parts = [f"Missing weights: {entry.filename} ({entry.title}), needed by the {_tab_words(entry.tabs)}."]
+STANDIN_HINT = "To try the app without weights, start it with --stand-in-weights (outputs are not results)."
+
+
+def missing_message(entry: Checkpoint, reason: str = "", *, tried: bool = False) -> str:
+    """The full account of a missing checkpoint, for the host (CLI, log, the UI's collapsed detail).
+
+    The file and the tabs that need it, why it is missing (``reason``), the sources in order unless
+    ``reason`` already lists what each answered (``tried``), the command that fixes it, and the
+    stand-in hint only when stand-ins are off. The visitor sees :func:`visitor_message` instead.
+    """
+    parts = [f"Missing weights: {entry.filename} ({entry.title}), needed by {_tab_words(entry.tabs)}."]
     if reason:
         parts.append(reason)
     if not entry.downloadable() and not _host_repo():
@@ -465,11 +614,38 @@ def missing_message(entry: Checkpoint, reason: str = "") -> str:
             f"in ${WEIGHTS_DIR_ENV} or upload it to your own Hugging Face repo and set ${HUB_REPO_ENV} to that repo."
         )
     else:
-        parts.append(
-            f"Run {fix_command(entry)}, or put the file in ${WEIGHTS_DIR_ENV}. "
-            f"Sources, in order: {'; '.join(s.describe() for s in download_sources(entry))}."
-        )
+        parts.append(f"Run {fix_command(entry)}, or put the file in ${WEIGHTS_DIR_ENV}.")
+        if not tried:
+            parts.append(f"Sources, in order: {'; '.join(s.describe() for s in download_sources(entry))}.")
     if entry.how_to_get:
         parts.append(entry.how_to_get)
-    parts.append("To try the app without weights, start it with --stand-in-weights (outputs are not results).")
+    if not standin_enabled():
+        parts.append(STANDIN_HINT)
     return " ".join(parts)
+
+
+def model_name(entry: Checkpoint) -> str:
+    """What a visitor calls the network: the entry's title without its parenthesised particulars."""
+    return entry.name or entry.title.split(" (")[0]
+
+
+def visitor_message(entry: Checkpoint) -> str:
+    """One sentence for a visitor of the Space; the sources and commands are for the host (the detail)."""
+    if entry.downloadable() or _host_repo():
+        return f"This Space is missing the {model_name(entry)}; the owner can fetch it with one command."
+    return f"This Space is missing the {model_name(entry)}; the owner has to supply it (no public download)."
+
+
+def entry_of_error(key: str = "", filename: str = "", message: str = "") -> Checkpoint | None:
+    """The registry entry a :class:`MissingWeightsError` is about: by key, by file name, or by its first words."""
+    from . import registry
+
+    if key in registry.REGISTRY:
+        return registry.REGISTRY[key]
+    for entry in registry.REGISTRY.values():
+        if filename and entry.filename == filename:
+            return entry
+    for entry in registry.REGISTRY.values():
+        if message.startswith(f"Missing weights: {entry.filename} "):
+            return entry
+    return None

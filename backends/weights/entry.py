@@ -80,6 +80,8 @@ class Checkpoint:
     params: dict[str, Any] = field(default_factory=dict)
     check: str | None = None
     expect_keys: tuple[str, ...] = ()
+    name: str = ""  # what a visitor calls it, where the title's first words do not say it well
+    optional: str = ""  # what runs instead when the file is absent (the tab still works without it)
 
     def standin_builder(self) -> Callable[[], Any] | None:
         if not self.standin:

@@ -22,6 +22,11 @@ def status_of(key: str) -> str:
     return "missing"
 
 
+def needed_here(key: str) -> bool:
+    """Whether ``key`` would have to be fetched before its network can run (a stand-in needs no file)."""
+    return status_of(key) == "missing"
+
+
 def _source_column(entry: Checkpoint) -> str:
     text = "; ".join(s.describe() for s in entry.sources)
     return text + (" [host supplies]" if entry.host_supplied else "")
@@ -53,13 +58,15 @@ def tab_rows() -> list[dict[str, str]]:
     rows = []
     for tab in TABS:
         keys = keys_for_tab(tab)
-        missing = [k for k in keys if find_local(k) is None]
+        absent = [k for k in keys if needed_here(k)]
+        missing = [k for k in absent if not get_entry(k).optional]
+        optional = [f"{k} (optional: {get_entry(k).optional})" for k in absent if get_entry(k).optional]
         host = [k for k in missing if not get_entry(k).downloadable()]
         rows.append(
             {
                 "tab": tab,
                 "needs": str(len(keys)),
-                "missing": ", ".join(missing) or "nothing",
+                "missing": ", ".join(missing + optional) or "nothing",
                 "command": f"{CLI} fetch --tab {tab}" if len(missing) > len(host) else "",
                 "host supplies": ", ".join(host),
             }
@@ -83,6 +90,7 @@ def preload_lines() -> list[str]:
 
 
 def summary_rows(results: Sequence[FetchResult]) -> list[dict[str, str]]:
+    """One row per file: what happened, from where, and (when it is not here) why, in a few words."""
     return [
         {
             "key": r.key,
@@ -91,9 +99,24 @@ def summary_rows(results: Sequence[FetchResult]) -> list[dict[str, str]]:
             "size": human_size(r.size) if r.size is not None else "-",
             "sha256": (r.sha256[:16] + "...") if r.sha256 else "-",
             "seconds": f"{r.seconds:.1f}",
+            "reason": r.reason or "-",
         }
         for r in results
     ]
+
+
+SUMMARY_ORDER = ("present", "downloaded", "failed", "offline", "host supplies", "missing")
+
+
+def summary_line(results: Sequence[FetchResult]) -> str:
+    """The last line of ``fetch``: how many files, and how many ended in each state (in a fixed order)."""
+    counts = {status: sum(r.status == status for r in results) for status in SUMMARY_ORDER}
+    states = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+    noun = "file" if len(results) == 1 else "files"
+    line = f"{len(results)} {noun}: {states}."
+    if counts["failed"] or counts["host supplies"]:
+        line += " Add --verbose for what each source answered."
+    return line
 
 
 def verify() -> list[tuple[str, str]]:

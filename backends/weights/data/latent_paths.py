@@ -10,6 +10,7 @@ ENTRIES = [
         key="contraclip_support_sets",
         filename="contraclip_attributes/latent_support_sets.pt",
         title="ContraCLIP latent support sets, StyleGAN2 FFHQ W+ (layers 0-11), attributes corpus (9 paths)",
+        name="ContraCLIP attribute paths",
         tabs=("latent_paths",),
         licence="see chi0tzp/ContraCLIP",
         sources=(
@@ -28,6 +29,7 @@ ENTRIES = [
         key="contraclip_support_sets_expressions",
         filename="contraclip_expressions/latent_support_sets.pt",
         title="ContraCLIP latent support sets, StyleGAN2 FFHQ W+ (layers 0-11), expressions corpus (21 paths)",
+        name="ContraCLIP expression paths",
         tabs=("latent_paths",),
         licence="see chi0tzp/ContraCLIP (no licence file)",
         sources=(Source(note="authors' Dropbox archive contraclip_models.tar linked from the chi0tzp/ContraCLIP "

@@ -9,6 +9,7 @@ ENTRIES = [
         key="sd_turbo",
         filename="model_index.json",
         title="SD-Turbo text-to-image (diffusers folder: CLIP ViT-H text encoder, UNet, VAE; 1-4 steps, 512 px)",
+        name="SD-Turbo text-to-image model",
         tabs=("pos_subspaces",),
         licence="Stability AI Community License (stabilityai/sd-turbo model card): research and "
                 "non-commercial use; commercial use only under that licence's terms",
@@ -22,6 +23,7 @@ ENTRIES = [
         key="taesd",
         filename="diffusion_pytorch_model.safetensors",
         title="TAESD tiny autoencoder for SD latents (fast decoder of the PoS tab on CPU)",
+        name="TAESD fast image decoder",
         tabs=("pos_subspaces",),
         licence="MIT (madebyollin/taesd)",
         sources=(Source(hub_repo="madebyollin/taesd", hub_path="diffusion_pytorch_model.safetensors"),),

@@ -99,6 +99,7 @@ ENTRIES = [
         filename="detection_Resnet50_Final.pth",
         title="RetinaFace ResNet-50 face detector (facexlib)",
         tabs=("all",),
+        optional="YuNet detects the faces instead",
         licence="MIT (xinntao/facexlib)",
         sources=(
             Source(url=f"{GH}/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",
