@@ -99,7 +99,7 @@ def _wait(condition, timeout: float, what: str) -> float:
 
 def _open_tab(browser, url):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(url, wait_until="networkidle")  # no heartbeat stream: the page goes idle
+    page.goto(url, wait_until="load")  # not "networkidle": a gr.State opens the session heartbeat stream
     tab = page.get_by_role("tab", name="Anonymization")
     tab.wait_for(state="visible", timeout=30_000)
     tab.click()
