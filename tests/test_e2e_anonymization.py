@@ -20,7 +20,8 @@ def test_anonymize_one_photo_with_standin_weights(browser, shared_weights, tmp_p
     monkeypatch.setenv("FACELAB_CACHE_DIR", str(tmp_path / "cache"))
     with running_app(standin=True) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url, wait_until="networkidle")
+        page.goto(url, wait_until="load")  # not networkidle: a gr.State keeps the heartbeat stream open
+        page.get_by_role("tab").first.wait_for(state="visible", timeout=30_000)
         page.get_by_role("tab", name="Anonymization").click()
         page.get_by_text("Anonymization · FALCO", exact=False).first.wait_for(state="visible", timeout=10_000)
         page.locator("#falco-photo input[type=file]").set_input_files(str(photo))

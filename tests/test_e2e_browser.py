@@ -26,7 +26,8 @@ def test_every_tab_opens_and_the_face_pipeline_aligns(browser, app_url, tmp_path
     Image.fromarray(skimage_data.astronaut()).save(photo)
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(app_url, wait_until="networkidle")
+    page.goto(app_url, wait_until="load")  # not networkidle: a gr.State keeps the heartbeat stream open
+    page.get_by_role("tab").first.wait_for(state="visible", timeout=30_000)
     page.get_by_text("Face Lab", exact=False).first.wait_for()
     assert page.get_by_text("Stand-in weights are in use").count() == 0
 
@@ -57,7 +58,8 @@ def test_reenactment_from_the_examples_with_standin_weights(browser, shared_weig
     """A visitor picks the example pair and reenacts it; the banner says the output is not a result."""
     with running_app(standin=True) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url, wait_until="networkidle")
+        page.goto(url, wait_until="load")  # not networkidle: a gr.State keeps the heartbeat stream open
+        page.get_by_role("tab").first.wait_for(state="visible", timeout=30_000)
         page.get_by_text("Stand-in weights are in use").first.wait_for(state="visible", timeout=15_000)
         page.get_by_role("tab", name="Reenactment").click()
         page.get_by_text("Example photos", exact=False).first.wait_for()

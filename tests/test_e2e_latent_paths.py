@@ -8,7 +8,8 @@ from tests.app_server import running_app
 def test_a_seed_walks_along_a_path(browser, tmp_path):
     with running_app(standin=True) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(url, wait_until="networkidle")
+        page.goto(url, wait_until="load")  # not networkidle: a gr.State keeps the heartbeat stream open
+        page.get_by_role("tab").first.wait_for(state="visible", timeout=30_000)
         page.get_by_role("tab", name="Latent paths").click()
         page.get_by_text("Latent-path editing · ContraCLIP").first.wait_for(state="visible", timeout=10_000)
         # The sentences of the chosen path are shown.

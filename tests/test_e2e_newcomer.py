@@ -24,7 +24,8 @@ def test_without_weights_a_visitor_reads_one_sentence_and_the_detail_is_collapse
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with running_app(standin=False) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        page.goto(url, wait_until="networkidle")
+        page.goto(url, wait_until="load")  # not networkidle: a gr.State keeps the heartbeat stream open
+        page.get_by_role("tab").first.wait_for(state="visible", timeout=30_000)
         page.get_by_role("tab", name="Reenactment").click()
         page.get_by_text("Engines and their weights").click()
         status = page.locator("#reenact-engine-status")
@@ -74,7 +75,8 @@ def pos_app(monkeypatch, tmp_path):
 
 def test_pos_legend_fits_its_plot_and_analyse_clears_old_pictures(browser, pos_app, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 1200})
-    page.goto(pos_app, wait_until="networkidle")
+    page.goto(pos_app, wait_until="load")  # not networkidle: a gr.State keeps the heartbeat stream open
+    page.get_by_role("tab").first.wait_for(state="visible", timeout=30_000)
     page.get_by_role("tab", name="PoS subspaces").click()
     page.locator("#pos-generate").click()
     page.locator("#pos-original img").first.wait_for(state="visible", timeout=120_000)

@@ -28,7 +28,8 @@ def app_url(tmp_path_factory):
 
 def test_generate_then_analyse(browser, app_url, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
-    page.goto(app_url, wait_until="networkidle")
+    page.goto(app_url, wait_until="load")  # not networkidle: a gr.State keeps the heartbeat stream open
+    page.get_by_role("tab").first.wait_for(state="visible", timeout=30_000)
     page.get_by_role("tab", name="PoS subspaces").click()
     page.get_by_text("PoS subspaces · removing a visual theme", exact=False).first.wait_for(state="visible")
     page.locator("#pos-generate").click()

@@ -12,7 +12,8 @@ from tests.app_server import running_app
 def test_gan_directions_engine_and_sliders(browser, shared_weights):
     with running_app(standin=True) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1400})
-        page.goto(url, wait_until="networkidle")
+        page.goto(url, wait_until="load")  # not networkidle: a gr.State keeps the heartbeat stream open
+        page.get_by_role("tab").first.wait_for(state="visible", timeout=30_000)
         page.get_by_role("tab", name="Reenactment").click()
         page.get_by_text("Example photos", exact=False).first.wait_for()
         page.locator("#reenact-engine input").click()

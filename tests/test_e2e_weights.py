@@ -49,7 +49,8 @@ def test_expression_tab_downloads_its_weights_with_a_progress_bar(browser, loopb
     try:
         with running_app() as url:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(url, wait_until="networkidle")
+            page.goto(url, wait_until="load")  # not networkidle: a gr.State keeps the heartbeat stream open
+            page.get_by_role("tab").first.wait_for(state="visible", timeout=30_000)
             page.get_by_role("tab", name="Expression").click()
             page.get_by_role("tab", name="Photo").click()
             page.locator("input[type=file]").last.set_input_files(str(photo))

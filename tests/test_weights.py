@@ -607,13 +607,13 @@ def test_unreachable_hosts_fail_at_once_and_fetch_prints_one_summary(isolated, m
     entry = _with_sources(REGISTRY["stylemask_1024"], hub, url)
     monkeypatch.setattr(weights.registry, "REGISTRY", {**REGISTRY, entry.key: entry})
     started = time.monotonic()
-    assert weights.main(["fetch", "stylemask_1024", "deca_model"]) == 1
+    assert weights.main(["fetch", "stylemask_1024", "contraclip_support_sets_expressions"]) == 1
     assert time.monotonic() - started < 2 * download.PROBE_SECONDS + 2
     out, err = capsys.readouterr()
     rows = {line.split()[0]: line.rstrip() for line in out.strip().splitlines()[2:4]}
-    assert rows["stylemask_1024"].split()[1] == "failed" and rows["deca_model"].split()[1] == "host"
+    assert rows["stylemask_1024"].split()[1] == "failed" and rows["contraclip_support_sets_expressions"].split()[1] == "host"
     assert rows["stylemask_1024"].endswith("no source host reachable (offline?)")
-    assert rows["deca_model"].endswith("no public source: put it in $FACELAB_WEIGHTS_DIR")
+    assert rows["contraclip_support_sets_expressions"].endswith("no public source: put it in $FACELAB_WEIGHTS_DIR")
     assert out.rstrip().splitlines()[-1] == (
         "2 files: 1 failed, 1 host supplies. Add --verbose for what each source answered."
     )
@@ -790,7 +790,10 @@ def test_visitor_messages_are_one_short_sentence():
         "one command."
     )
     assert weights.visitor_message(REGISTRY["deca_model"]) == (
-        "This Space is missing the DECA face reconstruction encoder; the owner has to supply it (no public download)."
+        "This Space is missing the DECA face reconstruction encoder; the owner can fetch it with one command."
+    )
+    assert weights.visitor_message(REGISTRY["contraclip_support_sets_expressions"]) == (
+        "This Space is missing the ContraCLIP expression paths; the owner has to supply it (no public download)."
     )
     assert weights.visitor_message(REGISTRY["sd_turbo"]) == (
         "This Space is missing the SD-Turbo text-to-image model; the owner can fetch it with one command."
