@@ -37,3 +37,24 @@ def running_app(standin: bool = False) -> Iterator[str]:
         demo.close()
         enable_standin(False)
         examples_cache.cleanup()
+
+
+def connect_to_subprocess_app(server, port: int, seconds: float = 240.0):
+    """A gradio_client ``Client`` for ``python app.py`` started as ``server`` on ``port``, once it answers.
+
+    Fails the test with the app's output if the process exits first, or after ``seconds``.
+    """
+    import time
+
+    import pytest
+    from gradio_client import Client
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            return Client(f"http://127.0.0.1:{port}/", verbose=False)
+        except Exception:
+            if server.poll() is not None:
+                pytest.fail(f"the app exited early:\n{server.stdout.read()}")
+            time.sleep(0.5)
+    pytest.fail(f"the app did not start within {seconds:.0f} s")

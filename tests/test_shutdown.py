@@ -82,7 +82,9 @@ def _free_port() -> int:
 
 def test_sigterm_leaves_no_upload_or_result_file(tmp_path, shared_weights):
     """A real server in a subprocess: upload, get results, SIGTERM — nothing of the request stays."""
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
+
+    from tests.app_server import connect_to_subprocess_app
 
     cache, out = tmp_path / "gradio_cache", tmp_path / "results"
     env = {**os.environ, "GRADIO_TEMP_DIR": str(cache), "FACELAB_RESULTS_DIR": str(out),
@@ -93,17 +95,7 @@ def test_sigterm_leaves_no_upload_or_result_file(tmp_path, shared_weights):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(240):
-            try:
-                client = Client(url, verbose=False)
-                break
-            except Exception:
-                if server.poll() is not None:
-                    pytest.fail(f"the app exited early:\n{server.stdout.read()}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("the app did not start within 120 s")
+        client = connect_to_subprocess_app(server, port, seconds=120)
         astronaut = pytest.importorskip("skimage.data").astronaut()
         clip = write_video([np.roll(astronaut, 4 * i, axis=1) for i in range(6)], tmp_path / "clip.mp4", fps=6)
         client.predict(handle_file(clip), "baseline_mini_xception", "dfew", True, api_name="/expression_video")

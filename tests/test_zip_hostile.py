@@ -450,10 +450,10 @@ def test_sigterm_after_zip_requests_leaves_no_file_at_all(tmp_path, wall, shared
     import socket
     import subprocess
     import sys
-    import time
 
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
+    from tests.app_server import connect_to_subprocess_app
     from tests.conftest import REPO
 
     cache, results = tmp_path / "gradio", tmp_path / "results"
@@ -465,16 +465,7 @@ def test_sigterm_after_zip_requests_leaves_no_file_at_all(tmp_path, wall, shared
     server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--cpu", "--stand-in-weights"],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        for _ in range(480):
-            try:
-                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-                break
-            except Exception:
-                if server.poll() is not None:
-                    pytest.fail(f"the app exited early:\n{server.stdout.read()}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("the app did not start within 240 s")
+        client = connect_to_subprocess_app(server, port, seconds=240)
         archive = tmp_path / "hostile.zip"
         archive.write_bytes(hostile_zip(wall))
         for _ in range(2):
