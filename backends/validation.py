@@ -95,6 +95,27 @@ def check_choice(value: Any, field: str, choices: Sequence[Any], *, custom: bool
     raise InputError(f"{field} must be one of {listed}{more}; got {describe(value)}.")
 
 
+MAX_JSON_CHARS = 200_000  # a result's details the page sends back (a long video's timeline is about 20 KB)
+
+
+def check_json(value: Any, field: str, max_chars: int = MAX_JSON_CHARS) -> dict | list | None:
+    """A JSON value the page sends back (a result's details): an object or a list (or nothing), of at most
+    ``max_chars`` characters once written as JSON."""
+    import json
+
+    if value is None:
+        return None
+    if not isinstance(value, dict | list):
+        raise InputError(f"{field} must be a JSON object or list, got {describe(value)}.")
+    try:
+        size = len(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        raise InputError(f"{field} must be plain JSON (no NaN or infinity).") from None
+    if size > max_chars:
+        raise InputError(f"{field} must be at most {max_chars:,} characters of JSON, got {size:,}.")
+    return value
+
+
 def check_text(value: Any, field: str, max_chars: int = MAX_TEXT_CHARS) -> str | None:
     """Free text: a string (or nothing) of at most ``max_chars`` characters."""
     if value is None:

@@ -233,7 +233,8 @@ def build():
             with gr.Tab("Photo"):
                 photo = UploadImage(label="Face photo", elem_id="falco-photo")
                 run = gr.Button("Anonymize", variant="primary", elem_id="falco-run")
-                gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], cache_examples=False)
+                gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], cache_examples=False,
+                            label="Example photos (a click loads the photo; then press Anonymize)")
             with gr.Tab("Zip of photos"):
                 archive = gr.File(
                     label=f"Zip of photos (at most {MAX_ZIP_FILES} images, {MAX_ZIP_BYTES // 2**20} MB)",

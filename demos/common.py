@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +200,20 @@ class CheckedDataset(gr.Dataset):
         return super().preprocess(index)
 
 
+class CheckedJSON(gr.JSON):
+    """A result's details sent back by the page (an object or a list, size-capped); the handler that reads
+    them checks their fields like any other input."""
+
+    is_template = True
+
+    def preprocess(self, payload: Any) -> Any:  # type: ignore[override]
+        return super().preprocess(_refuse(lambda: validation.check_json(payload, _field(self))))
+
+
 CHECKED: dict[type, type] = {
     gr.Slider: CheckedSlider, gr.Number: CheckedNumber, gr.Checkbox: CheckedCheckbox, gr.Radio: CheckedRadio,
     gr.Dropdown: CheckedDropdown, gr.Textbox: CheckedTextbox, gr.File: CheckedFile, gr.Dataset: CheckedDataset,
+    gr.JSON: CheckedJSON,
 }
 
 
@@ -435,11 +446,18 @@ EXAMPLES_CACHE_ENV = "GRADIO_EXAMPLES_CACHE"
 
 
 def lazy_examples(examples: list[list[Any]], inputs: list[Any], fn: Callable, outputs: list[Any],
-                  **kwargs: Any) -> gr.Examples:
+                  on_click: Sequence[tuple[Any, Any]] = (), **kwargs: Any) -> gr.Examples:
     """Examples whose result is computed at the first click (by anyone) and then shown at once.
 
     The cache is kept apart for stand-in and real weights: a result of random weights must never be
     shown as a result after a restart with the real ones.
+
+    gradio 6.31 stores what ``fn`` returns and reads it back later, and that round trip has limits:
+    ``fn`` returns plain values only (a ``gr.update`` of a plot breaks the cache writer; a ``None``
+    for an image, video or file cannot be read back; a ``gr.State`` is not stored), and a failure
+    there leaves the page waiting. So the outputs are the values, and anything else a click must do
+    (hide a stale plot, switch a result tab) goes in ``on_click``: ``(component, value)`` pairs set
+    by a quick event of their own.
     """
     kwargs.setdefault("api_visibility", "private")  # the tab's own endpoints are the API
     base = Path(os.environ.get(EXAMPLES_CACHE_ENV, ".gradio/cached_examples"))
@@ -447,12 +465,18 @@ def lazy_examples(examples: list[list[Any]], inputs: list[Any], fn: Callable, ou
     before = os.environ.get(EXAMPLES_CACHE_ENV)
     os.environ[EXAMPLES_CACHE_ENV] = str(folder)  # gradio reads it while building the examples
     try:
-        return gr.Examples(examples, inputs, outputs, fn, cache_examples=True, cache_mode="lazy", **kwargs)
+        made = gr.Examples(examples, inputs, outputs, fn, cache_examples=True, cache_mode="lazy", **kwargs)
     finally:
         if before is None:
             os.environ.pop(EXAMPLES_CACHE_ENV, None)
         else:
             os.environ[EXAMPLES_CACHE_ENV] = before
+    if on_click:
+        targets = [component for component, _ in on_click]
+        values = tuple(value for _, value in on_click)
+        made.dataset.click(lambda: values if len(values) > 1 else values[0], None, targets, queue=False,
+                           api_visibility="private")
+    return made
 
 
 STAND_IN_STAMP = "STAND-IN WEIGHTS · NOT A RESULT"

@@ -5,7 +5,17 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from .common import GPU_EVENT, UploadImage, asset, legend_plot, progress_stages, show_notices, user_errors, wire
+from .common import (
+    GPU_EVENT,
+    UploadImage,
+    asset,
+    lazy_examples,
+    legend_plot,
+    progress_stages,
+    show_notices,
+    user_errors,
+    wire,
+)
 
 ABOUT = """
 ### Expression recognition · DFER-CLIP
@@ -72,6 +82,44 @@ def analyze_photo(
     return _outputs(dfer_clip.analyze_photo(photo, mode=mode, progress=progress_stages(progress)), video=False)
 
 
+@user_errors
+def _example_video(video: str):
+    """The example clip at the tab's defaults, as plain values (the lazily cached example's form)."""
+    from backends import expression as dfer_clip
+
+    result = dfer_clip.analyze_video(video, mode="auto", dataset="dfew")
+    show_notices(result.notices)
+    return _mode_line(result), result.probabilities, result.face_crops, result.to_dict()
+
+
+@user_errors
+def _timeline_from_details(details: dict | list | None):
+    """The timeline plot drawn from a result's details (``timeline``: time and probabilities per window)."""
+    from backends.errors import InputError
+
+    windows = details.get("timeline") if isinstance(details, dict) else None
+    try:
+        rows = [
+            {"time (s)": float(w["t"]), "expression": str(name), "probability": float(p)}
+            for w in windows or []
+            for name, p in w["probabilities"].items()
+        ]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise InputError("The details sent back are not those of an expression result.") from None
+    frame = pd.DataFrame(rows, columns=["time (s)", "expression", "probability"])
+    return gr.update(value=frame, visible=len(windows) > 1)
+
+
+@user_errors
+def _example_photo(photo: str):
+    """An example photo at the tab's defaults, as plain values (the lazily cached example's form)."""
+    from backends import expression as dfer_clip
+
+    result = dfer_clip.analyze_photo(photo, mode="auto")
+    show_notices(result.notices)
+    return _mode_line(result), result.probabilities, result.face_crops, result.to_dict()
+
+
 def build() -> None:
     gr.Markdown(ABOUT)
     with gr.Row():
@@ -90,8 +138,8 @@ def build() -> None:
                 photo = UploadImage(label="Face photo")
                 run_photo = gr.Button("Recognise expression", variant="primary")
         with gr.Column():
-            mode_used = gr.Markdown()
-            label = gr.Label(label="Expression", num_top_classes=4)
+            mode_used = gr.Markdown(elem_id="expr-mode-used")
+            label = gr.Label(label="Expression", num_top_classes=4, elem_id="expr-label")
             timeline = legend_plot(gr.LinePlot, x="time (s)", y="probability", color="expression",
                                    label="Probabilities over time", height=340, visible=False,
                                    elem_id="expr-timeline")
@@ -102,12 +150,22 @@ def build() -> None:
             annotated = gr.Video(label="Annotated video", visible=False, interactive=False)
             details = gr.JSON(label="Details (mode, weights, notices)", max_height=260)
     outputs = [mode_used, label, timeline, crops, details, annotated]
-    # Not cached: in gradio 6.31 a lazily cached example of this tab left the result pending in the browser.
+    # Cached at the first click, at the default mode. gradio 6.31 cannot store a plot's value in its example
+    # cache (the page waits for ever), so the video example stores the details and a quick event after it
+    # draws the timeline from them; a photo example hides the previous video's timeline.
+    hide_video = (annotated, gr.update(value=None, visible=False))
     with video.parent:  # the examples sit in their input tab, under its button
-        gr.Examples([[asset("astronaut_pan.mp4")]], [video], label="Example video", cache_examples=False)
+        video_examples = lazy_examples(
+            [[asset("astronaut_pan.mp4")]], [video], _example_video, [mode_used, label, crops, details],
+            on_click=[hide_video], elem_id="expr-video-examples",
+            label="Example video (default settings; the first click analyses it, later clicks show it)")
+        wire(video_examples.load_input_event.then, _timeline_from_details, details, timeline, queue=False,
+             api_visibility="private")
     with photo.parent:
-        gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], label="Example photos",
-                    cache_examples=False)
+        lazy_examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], _example_photo,
+                      [mode_used, label, crops, details], elem_id="expr-photo-examples",
+                      on_click=[(timeline, gr.update(visible=False)), hide_video],
+                      label="Example photos (default settings; the first click analyses them, later clicks show them)")
     wire(run_video.click, analyze_video, [video, mode, dataset, annotate], outputs, api_name="expression_video",
          **GPU_EVENT)
     wire(run_photo.click, analyze_photo, [photo, mode], outputs, api_name="expression_photo", **GPU_EVENT)

@@ -6,7 +6,17 @@ import random
 
 import gradio as gr
 
-from .common import GPU_EVENT, UploadImage, asset, progress_stages, session_state, show_notices, user_errors, wire
+from .common import (
+    GPU_EVENT,
+    UploadImage,
+    asset,
+    lazy_examples,
+    progress_stages,
+    session_state,
+    show_notices,
+    user_errors,
+    wire,
+)
 
 ABOUT = """
 ### Latent-path editing · ContraCLIP
@@ -92,6 +102,14 @@ def edit_path(start: str, photo: str | None, seed: float | None, corpus: str, pa
     return res.final, (res.origin, res.image), stages, str(png), res.to_dict()
 
 
+def _example_edit(photo: str):
+    """An example photo along the first attributes path at the tab's defaults (the cached example's form)."""
+    from backends import latent_paths as contraclip
+
+    first = _path_labels("attributes")[0]
+    return edit_path("photo", photo, 0, "attributes", first, 3.0, contraclip.DEFAULT_EPS, "stored", False)
+
+
 @user_errors
 def path_strip(start: str, photo: str | None, seed: float | None, corpus: str, path: str, max_strength: float,
                frames: float, eps: float, render_mode: str, paste_back: bool, margin: bool,
@@ -164,9 +182,6 @@ def build() -> None:
                     last_strip = session_state("The last strip")
             details = gr.JSON(label="Details (path, sentences, steps, seed, weights)", max_height=300)
 
-    with examples_box:  # made once the outputs exist
-        gr.Examples([[asset("astronaut.png")], [asset("camera.png")]], [photo],
-                    label="Example photos (public domain / CC0)", cache_examples=False)
     # Show the matching result tab first (UI only: not part of the API).
     run.click(lambda: gr.Tabs(selected="edit"), None, result_tabs, api_visibility="private", queue=False)
     run_strip.click(lambda: gr.Tabs(selected="strip"), None, result_tabs, api_visibility="private", queue=False)
@@ -177,6 +192,11 @@ def build() -> None:
     inputs = [start, photo, seed, corpus, path]
     options = [eps, render_mode, paste_back]
     edit_outputs = [result, before_after, stages, png, details]
+    with examples_box:  # made once the outputs exist
+        lazy_examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], _example_edit, edit_outputs,
+                      on_click=[(start, "photo"), (result_tabs, gr.update(selected="edit"))], elem_id="cc-examples",
+                      label="Example photos (public domain / CC0; the first path at strength +3: the first click "
+                            "runs it, later clicks show it)")
     wire(run.click, edit_path, [*inputs, strength, *options], edit_outputs, api_name="edit_latent_path", **GPU_EVENT)
     # Moving the slider re-uses the cached inversion and walk: only the new point is rendered.
     wire(strength.release, edit_path, [*inputs, strength, *options], edit_outputs, api_visibility="private",

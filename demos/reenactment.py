@@ -11,6 +11,7 @@ from .common import (
     GPU_EVENT,
     UploadImage,
     asset,
+    lazy_examples,
     owner_details,
     progress_stages,
     review_panel,
@@ -102,6 +103,15 @@ def reenact_image(
     seal(folder)
     before = res.source_aligned.resize(res.result.size)
     return res.final, (before, res.result), res.stages(), str(png), res.to_dict(), (res, str(card))
+
+
+@user_errors
+def _example_photo(source: str, driving: str):
+    """An example pair with the default engine and settings, and its metrics, as plain values (the lazily
+    cached example's form: no server-side state)."""
+    final, pair, stages, png, details, last = reenact_image(source, driving, "stylemask", True, False, False)
+    metrics, card = review_photo(last)
+    return final, pair, stages, png, details, metrics, card
 
 
 @user_errors
@@ -241,10 +251,12 @@ def build() -> None:
                 moved = gr.Image(label="Source moved along the directions", interactive=False, format="png",
                                  elem_id="directions-result")
     with examples_box:  # made here, once the outputs exist; shown above the driving-video example
-        # Not cached: in gradio 6.31 a lazily cached example of this tab left the result pending in the browser.
-        gr.Examples(
+        lazy_examples(
             [[asset("astronaut.png"), asset("camera.png")], [asset("camera.png"), asset("astronaut.png")]],
-            [source, driving], label="Example photos (public domain / CC0)", cache_examples=False,
+            [source, driving], _example_photo, [result, slider, stages, png, details, review, card_file],
+            on_click=[(result_tabs, gr.update(selected="photo"))], elem_id="reenact-examples",
+            label="Example photos (public domain / CC0; StyleMask at the default settings: the first click "
+                  "runs it, later clicks show it)",
         )
     options = [engine, truncate, paste_back, aligned]
     # Show the matching result tab first (UI only: not part of the API).

@@ -86,6 +86,36 @@ def test_flags_choices_and_text():
         validation.check_text("a" * 20_001, "Prompt")
 
 
+def test_details_sent_back_must_be_capped_plain_json():
+    assert validation.check_json(None, "Details") is None
+    assert validation.check_json({"timeline": []}, "Details") == {"timeline": []}
+    with pytest.raises(InputError) as caught:
+        validation.check_json("x", "Details")
+    assert str(caught.value) == "Details must be a JSON object or list, got the text 'x'."
+    with pytest.raises(InputError) as caught:
+        validation.check_json({"t": math.nan}, "Details")
+    assert str(caught.value) == "Details must be plain JSON (no NaN or infinity)."
+    with pytest.raises(InputError) as caught:
+        validation.check_json({"k": "a" * 300_000}, "Details")
+    assert str(caught.value) == "Details must be at most 200,000 characters of JSON, got 300,009."
+
+
+def test_the_example_timeline_is_drawn_from_details_and_refuses_others():
+    import gradio as gr
+
+    from demos.expression import _timeline_from_details
+
+    update = _timeline_from_details({"timeline": [{"t": 0.0, "probabilities": {"anger": 0.75, "fear": 0.25}},
+                                                  {"t": 0.5, "probabilities": {"anger": 0.5, "fear": 0.5}}]})
+    frame = update["value"]
+    assert update["visible"] is True and frame.shape == (4, 3)
+    assert frame["probability"].tolist() == [0.75, 0.25, 0.5, 0.5]
+    assert _timeline_from_details({"timeline": [{"t": 0.0, "probabilities": {"anger": 1.0}}]})["visible"] is False
+    with pytest.raises(gr.Error) as caught:
+        _timeline_from_details({"timeline": [{"t": "soon"}]})
+    assert "not those of an expression result" in str(caught.value)
+
+
 def test_shorten_keeps_a_message_short_and_on_one_line():
     assert shorten("Older ↔ younger") == "Older ↔ younger"
     assert shorten("a\nb\tc") == "a b c"
