@@ -480,3 +480,34 @@ def test_zip_caps_and_bundle(photo_dir, tmp_path, monkeypatch) -> None:
     with zipfile.ZipFile(bundle) as zf:
         names = set(zf.namelist())
     assert "report.csv" in names and sum(n.endswith("_face.png") for n in names) == 3
+
+
+def test_two_writers_saving_one_pool_never_break_it(tmp_path):
+    """The app and a CLI sharing a cache may save the same pool at once (a shared temporary name made one
+    rename the other's half-written file, or fail to find its own)."""
+    import threading
+
+    import numpy as np
+
+    from backends.anonymization import pool
+
+    path = tmp_path / "pool.npz"
+    errors: list[BaseException] = []
+
+    def write(value: int) -> None:
+        try:
+            for _ in range(15):
+                pool._save_npz(path, seeds=np.full(200_000, value), features=np.full((64, 512), value, np.float32))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(v,)) for v in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with np.load(path) as saved:
+        value = int(saved["seeds"][0])
+        assert value in (1, 2) and (saved["seeds"] == value).all() and (saved["features"] == value).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pool.npz"]

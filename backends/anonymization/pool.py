@@ -301,7 +301,18 @@ def start_background_build(variant: Variant = OFFICIAL, size: int | None = None)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write atomically, so an interrupted build never leaves a broken cache."""
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    """Write atomically, so an interrupted build never leaves a broken cache.
+
+    The temporary file's name is this writer's own: the app and a CLI (or two workers) sharing one cache
+    can save the same pool at once, and a shared name let one rename the other's half-written file.
+    """
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp.npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
