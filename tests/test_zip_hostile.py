@@ -216,6 +216,42 @@ def test_garbage_and_corrupt_directories_are_one_clear_message(tmp_path, png):
             folder.extract_zip(tmp_path / name, tmp_path / "out")
 
 
+def test_a_directory_of_many_entries_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    """The count comes from the end record: zipfile never parses 10 001 entries (it is not even called)."""
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(folder.MAX_ZIP_ENTRIES + 1):
+            zf.writestr(f"e{i}.txt", b"")
+    assert folder.listed_entries(path) == folder.MAX_ZIP_ENTRIES + 1
+
+    def parse(*args, **kwargs):
+        raise AssertionError("the directory was parsed")
+
+    monkeypatch.setattr(folder.zipfile, "ZipFile", parse)
+    with pytest.raises(InputError) as caught:
+        folder.extract_zip(path, tmp_path / "out")
+    assert str(caught.value) == "The zip lists 10,001 entries; at most 10,000 are read (and 20 images processed) " \
+                                "per upload."
+
+
+def test_the_entry_count_is_read_from_plain_zip64_and_commented_zips(tmp_path, png):
+    plain = tmp_path / "plain.zip"
+    with zipfile.ZipFile(plain, "w") as zf:
+        zf.writestr("a.png", png)
+        zf.writestr("b/c.png", png)
+        zf.comment = b"x" * 1000
+    assert folder.listed_entries(plain) == 2
+    # zip64 end records (forced with 65 535 entries, where the 2-byte count overflows)
+    big = tmp_path / "zip64.zip"
+    with zipfile.ZipFile(big, "w") as zf:
+        for i in range(65_536):
+            zf.writestr(f"{i}", b"")
+    assert folder.listed_entries(big) == 65_536
+    not_zip = tmp_path / "not.zip"
+    not_zip.write_bytes(b"hello")
+    assert folder.listed_entries(not_zip) is None
+
+
 def test_a_member_whose_data_is_elsewhere_is_damaged(tmp_path, png):
     data = bytearray(raw_zip([Member("a.png", png), Member("b.png", png)]))
     second = data.index(b"PK\x03\x04", 4)
