@@ -563,6 +563,23 @@ def test_archive_member_with_its_published_sha(isolated, server, monkeypatch):
     assert _leftovers(isolated / "cache") == ["FaRL-Base-Patch16-LAIONFace20M-ep64.pth", "weights.lock.json"]
 
 
+
+def test_a_file_name_with_a_folder_is_checked_and_kept_in_that_folder(isolated, server, monkeypatch):
+    """ContraCLIP's file names carry a folder (contraclip_attributes/...): the structure check of the download
+    used to build its hard-link name from the whole name and stopped with 'Invalid name' (found by the
+    first-run test)."""
+    from backends.networks.contraclip import standin_checkpoint_attributes
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    entry = REGISTRY["contraclip_support_sets"]
+    assert "/" in entry.filename and entry.sha256 is None  # checked by its loader, then locked
+    server.files["/latent_support_sets.pt"] = _torch_bytes(standin_checkpoint_attributes())
+    monkeypatch.setitem(REGISTRY, entry.key, _with_sources(entry, Source(url=server.url("/latent_support_sets.pt"))))
+    result = weights.fetch(entry.key, progress=False)
+    assert result.status == "downloaded", result.message
+    assert result.path == isolated / "cache" / "contraclip_attributes" / "latent_support_sets.pt"
+    assert _leftovers(isolated / "cache" / "contraclip_attributes") == ["latent_support_sets.pt"]
+
 def test_cli_fetch_tab_prints_a_summary(isolated, test_entry, server, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     server.files["/w.bin"] = PAYLOAD
