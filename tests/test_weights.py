@@ -836,3 +836,20 @@ def test_standin_hint_only_while_standins_are_off(isolated, monkeypatch):
     monkeypatch.setenv("FACELAB_STAND_IN", "1")
     assert "stand-in" not in weights.missing_message(entry)
     assert weights.missing_message(entry) == message.removesuffix(" " + weights.download.STANDIN_HINT)
+
+
+def test_the_genforce_generator_is_optional_and_only_the_anonymization_tab_lists_it(monkeypatch):
+    """No tab downloads genforce's FFHQ file (anonymization uses it when present, else the rosinality file, and
+    latent paths never reads it), so a tab that ran everything it offers must not be reported as missing it
+    (found by the first-run test: the Models tab listed it as missing for both tabs, with a fetch command)."""
+    from backends.weights import report
+
+    key = "stylegan2_ffhq1024_genforce"
+    assert key not in weights.keys_for_tab("latent_paths") and key in weights.keys_for_tab("anonymization")
+    monkeypatch.setattr(report, "needed_here", lambda k: k == key)  # every other file is here
+    rows = {row["tab"]: row for row in weights.tab_rows()}
+    assert rows["latent_paths"]["missing"] == "nothing"
+    assert rows["anonymization"]["missing"] == (
+        f"{key} (optional: the public rosinality FFHQ file (the same network) serves instead)"
+    )
+    assert rows["anonymization"]["command"] == ""
