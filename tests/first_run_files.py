@@ -29,13 +29,13 @@ import torch
 
 from backends.standin import Init, seeded_tensor
 from backends.weights import REGISTRY, Checkpoint, Source
+from tests.conftest import SHARED_WEIGHTS
 from tests.loopback_hosts import HubFile, file_sha256
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_WEIGHTS = REPO.parent / "shared" / "weights"
 REAL_FILES = {  # files small and public enough to serve as the real bytes
     "yunet": REPO / "assets" / "weights" / "face_detection_yunet_2026may.onnx",
-    "fer_mini_xception": SHARED_WEIGHTS / "fer2013_mini_xception.hdf5",
+    "fer_mini_xception": SHARED_WEIGHTS / "fer2013_mini_xception.hdf5",  # ../shared/weights (tests/conftest.py)
 }
 SD_TURBO_REPO = "stabilityai/sd-turbo"
 
@@ -228,6 +228,25 @@ def registry_files(folder: Path) -> dict[str, ServedFile]:
         if source is not None:
             served[entry.key] = ServedFile(entry, source, folder / entry.key)
     return served
+
+
+def build_ahead(served: dict[str, ServedFile], stop: threading.Event) -> threading.Thread:
+    """Build every file in a background thread, in registry order (optional files last), while the app works.
+
+    The server builds a file itself if the app asks for it first (the lock makes each build happen once);
+    ``stop`` ends the thread after the file it is building.
+    """
+    order = sorted(served.values(), key=lambda item: bool(item.entry.optional))
+
+    def build() -> None:
+        for item in order:
+            if stop.is_set():
+                return
+            item.path()
+
+    thread = threading.Thread(target=build, name="build-served-files", daemon=True)
+    thread.start()
+    return thread
 
 
 def describe(served: dict[str, ServedFile]) -> list[dict[str, Any]]:
