@@ -3,6 +3,7 @@
 Run as ``python -m tests.first_run_app [app.py flags]`` (or ``... weights fetch KEY`` for the weights CLI),
 with ``FACELAB_FIRST_RUN_MANIFEST`` naming a JSON file written by the first-run test: the loopback
 server's address and the digests of the files it serves.
+
 Before the app starts, three things change, and nothing else:
 
 * the registry's plain URLs (Dropbox, GitHub, a personal site) point at the same path under the loopback
@@ -48,6 +49,7 @@ def point_registry_at(manifest: dict[str, Any]) -> None:
 
 
 def _pointed(source: Any, manifest: dict[str, Any], key: str) -> Any:
+    """``source`` as served: a plain URL moves to the loopback server, its archive digest to the served one's."""
     from tests.loopback_hosts import loopback_url
 
     if source.kind != "url":

@@ -10,14 +10,21 @@ caches with the served bytes, must have passed its check (registry sha256, or th
 the lock file), and the Models tab must show every tab ready. No request can leave the machine: the app's
 process resolves public names only to the server and refuses connections elsewhere.
 
-Sizes: every checkpoint is at its real size (6.6 GB in all; each is read by its network's strict loader,
-which accepts nothing smaller) except SD-Turbo, served as a tiny pipeline in the sd-turbo folder layout
-(3.6 MB of tokenizer, 10 MB of weights): the folder's own configs define its networks and nothing pins
-its size, while the real 5.2 GB would double the test's time. YuNet and mini-XCEPTION are the real files.
-YuNet ships with the code (assets/weights/), so the app finds it there and never downloads it. The
-ContraCLIP expressions corpus has no public file: as the product documents for such files, the host
-uploads it to their own hub repo and sets ``FACELAB_HUB_REPO`` (every other file is tried there first,
-answers 404, and comes from its public source).
+Sizes: every checkpoint is at its real size (6.8 GB in all; each is loaded strictly by its network, which
+accepts nothing smaller) except SD-Turbo, served as a tiny pipeline in the sd-turbo folder layout (3.6 MB
+of tokenizer, 10 MB of weights): the folder's own configs define its networks and nothing pins its size,
+while the real 5.2 GB (fp32) would add as much again as all the other files together. YuNet and
+mini-XCEPTION are the real files. The registry has no stand-in for the RetinaFace detector (detectors run on
+real weights), so the test builds one (tests/first_run_files.py). Files are built in a background thread
+from the moment the app starts, or when the app asks first. About 4 minutes on 2 idle cores, 8.3 GB peak
+for the app; the 14 GB of served files and caches are removed afterwards.
+
+Special cases, as the product handles them: YuNet ships with the code (assets/weights/), so the app finds
+it there and never downloads it. The ContraCLIP expressions corpus has no public file: as the product
+documents for such files, the host uploads it to their own hub repo and sets ``FACELAB_HUB_REPO`` (every
+other file is tried there first, answers 404, and comes from its public source). No tab downloads FALCO's
+genforce generator (the anonymization tab uses it when present, else the rosinality file): the host
+fetches it with ``python -m backends.weights fetch``, and the tab then runs on it.
 """
 
 from __future__ import annotations
@@ -90,7 +97,7 @@ def serve_everything(hosts: LoopbackHosts, served: dict[str, ServedFile], folder
             manifest["sha256"][key] = item.payload_sha256
         if source.archive_sha256:
             manifest["archive_sha256"][key] = {"url": source.url, "sha256": file_sha256(item.path())}
-    hosts.serve_hub(HOST_REPO, functools.partial(host_repo_files, folder))
+    hosts.serve_hub(HOST_REPO, functools.partial(host_repo_files, folder / "host-repo"))
     return manifest
 
 
@@ -112,6 +119,7 @@ def app_environment(root: Path, hosts: LoopbackHosts, manifest_path: Path) -> di
 
 
 def free_port() -> int:
+    """A TCP port free on the loopback interface now (for the app's ``--port``)."""
     import socket
 
     with socket.socket() as sock:
@@ -161,7 +169,7 @@ def first_run(tmp_path_factory, served):
         building.join(120)
         log.close()
         server.stdout.close()
-        for cache in ("hf-home", "xdg-cache", "results", "gradio"):  # the app's 6.6 GB; its log stays
+        for cache in ("hf-home", "xdg-cache", "results", "gradio", "host-repo"):  # 6.6 GB; the app's log stays
             shutil.rmtree(root / cache, ignore_errors=True)
 
 
@@ -175,6 +183,36 @@ def media(tmp_path_factory) -> dict[str, Path]:
     Image.fromarray(np.ascontiguousarray(astronaut[20:500, ::-1][:, 16:496])).save(driving)
     frames = [np.ascontiguousarray(astronaut[d: d + 448, d: d + 448]) for d in (0, 32)]
     return {"photo": photo, "driving": driving, "video": write_video(frames, folder / "clip.mp4", fps=8)}
+
+
+# --------------------------------------------------------------------------- the launcher
+
+
+CONFINED = """
+import socket, sys
+from tests.first_run_app import confine_network
+confine_network(int(sys.argv[1]), ("drive.google.com",))
+print(socket.getaddrinfo("drive.google.com", 443)[0][4][:2])
+for name in ("huggingface.co", "www.dropbox.com"):
+    try:
+        socket.getaddrinfo(name, 443)
+        print(name, "resolved")
+    except socket.gaierror:
+        print(name, "refused")
+try:
+    socket.socket().connect(("1.1.1.1", 443))  # an address, no name to resolve
+except ConnectionRefusedError as exc:
+    print("connect", exc)
+"""
+
+
+def test_the_launcher_resolves_public_names_to_loopback_only():
+    run = subprocess.run([sys.executable, "-c", CONFINED, "4321"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert run.stdout.splitlines() == [
+        "('127.0.0.1', 4321)", "huggingface.co refused", "www.dropbox.com refused",
+        "connect the first-run test connects to loopback only, not 1.1.1.1",
+    ], run.stderr
 
 
 # --------------------------------------------------------------------------- one request per tab and engine
