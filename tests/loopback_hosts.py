@@ -11,7 +11,8 @@ asked for. Files are served from disk (``sendfile``), so gigabytes cost no memor
   ``snapshot_download`` lists); unknown repos and files answer 404 with the hub's error codes;
 * Google Drive (``/drive.google.com/uc?id=``): small files come at once, large ones after Drive's
   virus-scan page whose form points at ``drive.usercontent.google.com/download`` (gdown follows it);
-* any other host (Dropbox, GitHub releases, raw.githubusercontent.com, a personal site): plain files.
+* any other host (Dropbox, GitHub releases, raw.githubusercontent.com, a personal site): plain files,
+  behind the same 302 redirects to a download host as the real Dropbox and GitHub (:func:`redirect_of`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def redirect_of(path: str) -> str:
+    """Where the real host sends a download of ``/<host>/<path>`` ("" where it answers with the file itself).
+
+    Dropbox's ``?dl=1`` links and GitHub's release assets answer 302 to a download host, and GitHub's
+    ``/raw/`` links to raw.githubusercontent.com; the server does the same, on loopback.
+    """
+    host, _, rest = path.lstrip("/").partition("/")
+    if host == "www.dropbox.com":
+        return f"/dl.dropboxusercontent.com/{rest}"
+    if host == "github.com" and "/releases/download/" in rest:
+        return f"/objects.githubusercontent.com/{rest}"
+    if host == "github.com" and "/raw/" in rest:
+        return "/raw.githubusercontent.com/" + rest.replace("/raw/", "/", 1)
+    return ""
+
+
 @dataclass
 class HubFile:
     """One file of a fake hub repo: where it lies here, its size and its sha256 (the LFS oid)."""
@@ -71,6 +88,7 @@ class LoopbackHosts:
     """The server's tables (what it serves, built on first request) and its log (what was asked, in order)."""
 
     files: dict[str, FileProvider] = field(default_factory=dict)  # "/<host>/<path>" -> file
+    redirects: dict[str, str] = field(default_factory=dict)  # "/<host>/<path>" -> "/<download host>/<path>"
     hub: dict[str, list[RepoProvider]] = field(default_factory=dict)  # repo -> its files
     drive: dict[str, FileProvider] = field(default_factory=dict)  # Drive file id -> file
     requests: list[str] = field(default_factory=list)  # "GET /www.dropbox.com/s/..." in arrival order
@@ -96,9 +114,13 @@ class LoopbackHosts:
         return f"{self.base}/{HUB_HOST}"
 
     def serve_url(self, url: str, file: FileProvider) -> str:
-        """Serve ``file`` where ``url`` points; the loopback URL that fetches it."""
+        """Serve ``file`` where ``url`` points (behind the host's redirect, where it has one); its loopback URL."""
         local = loopback_url(url, self.base)
-        self.files[urllib.parse.urlsplit(local).path] = file
+        path = urllib.parse.urlsplit(local).path
+        final = redirect_of(path)
+        if final:
+            self.redirects[path] = final
+        self.files[final or path] = file
         return local
 
     def serve_hub(self, repo: str, files: RepoProvider) -> None:
@@ -153,6 +175,8 @@ def _handler_for(hosts: LoopbackHosts) -> type[http.server.BaseHTTPRequestHandle
                 return self._drive_first(params["id"], head)
             if host == DRIVE_CONTENT_HOST and rest == "download" and params.get("id") in hosts.drive:
                 return self._file(hosts.drive[params["id"]](), head, attachment=True)
+            if path in hosts.redirects:
+                return self._redirect(hosts.base + hosts.redirects[path])
             if path in hosts.files:
                 return self._file(hosts.files[path](), head)
             return self._error(404, "Not Found")
@@ -228,6 +252,12 @@ def _handler_for(hosts: LoopbackHosts) -> type[http.server.BaseHTTPRequestHandle
                     self.connection.sendfile(fh)
             except (BrokenPipeError, ConnectionResetError):
                 pass
+
+        def _redirect(self, location: str) -> None:
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def _bytes(self, body: bytes, head: bool, content_type: str) -> None:
             self.send_response(200)
