@@ -2,7 +2,8 @@
 
 Used by the first-run test (tests/test_e2e_first_run.py): every public host is a path prefix on one
 server, ``http://127.0.0.1:PORT/<host>/<path>``, so the request log names the host each download
-asked for. Files are served from disk (``sendfile``), so gigabytes cost no memory.
+asked for. Files are built when a client first asks for them and served from disk (``sendfile``), so
+gigabytes cost no memory.
 
 * the hub (``/huggingface.co``, pointed at with ``HF_ENDPOINT``): ``HEAD``/``GET
   /{repo}/resolve/{revision}/{path}`` with the headers huggingface_hub reads (``X-Repo-Commit``,

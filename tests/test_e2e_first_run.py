@@ -7,7 +7,8 @@ the app's real ``main`` with no ``FACELAB_WEIGHTS_DIR``, empty HOME/HF_HOME/cach
 the registry's URLs pointed at the server and its digests set to the served files' (tests/first_run_app.py).
 One request per tab and per engine goes through gradio_client; afterwards every file must be in the app's
 caches with the served bytes, must have passed its check (registry sha256, or the strict loader and then
-the lock file), and the Models tab must show every tab ready. No request can leave the machine: the app's
+the lock file), and the Models tab must show every tab ready; a next start (the weights CLI in the same
+environment) finds every file and asks the server for nothing. No request can leave the machine: the app's
 process resolves public names only to the server and refuses connections elsewhere.
 
 Sizes: every checkpoint is at its real size (6.8 GB in all; each is loaded strictly by its network, which
@@ -16,7 +17,7 @@ of tokenizer, 10 MB of weights): the folder's own configs define its networks an
 while the real 5.2 GB (fp32) would add as much again as all the other files together. YuNet and
 mini-XCEPTION are the real files. The registry has no stand-in for the RetinaFace detector (detectors run on
 real weights), so the test builds one (tests/first_run_files.py). Files are built in a background thread
-from the moment the app starts, or when the app asks first. About 4 minutes on 2 idle cores, 8.3 GB peak
+from the moment the app starts, or when the app asks first. About 4 minutes on 2 cores, 7.4-8.3 GB peak
 for the app; the 14 GB of served files and caches are removed afterwards.
 
 Special cases, as the product handles them: YuNet ships with the code (assets/weights/), so the app finds
@@ -347,6 +348,16 @@ def test_models_tab_shows_every_tab_ready(first_run):
     by_tab = {row[0]: row for row in client.predict(api_name="/models_by_tab")["data"]}
     assert set(by_tab) == set(TABS)
     assert all(row[2] == "nothing" and row[3] == "" for row in by_tab.values()), by_tab
+
+
+def test_the_next_start_finds_every_file_and_downloads_nothing(first_run):
+    """What a restarted Space sees: the weights CLI, in the same environment, finds all files where they are."""
+    asked = len(first_run["hosts"].requests)
+    run = subprocess.run([sys.executable, "-m", "tests.first_run_app", "weights", "fetch", "--all"],
+                         cwd=REPO, env=first_run["env"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"{len(REGISTRY)} files: {len(REGISTRY)} present." in run.stdout
+    assert first_run["hosts"].requests[asked:] == []
 
 
 def test_downloads_went_through_every_loopback_host(first_run):
