@@ -563,6 +563,23 @@ def test_archive_member_with_its_published_sha(isolated, server, monkeypatch):
     assert _leftovers(isolated / "cache") == ["FaRL-Base-Patch16-LAIONFace20M-ep64.pth", "weights.lock.json"]
 
 
+
+def test_a_file_name_with_a_folder_is_checked_and_kept_in_that_folder(isolated, server, monkeypatch):
+    """ContraCLIP's file names carry a folder (contraclip_attributes/...): the structure check of the download
+    used to build its hard-link name from the whole name and stopped with 'Invalid name' (found by the
+    first-run test)."""
+    from backends.networks.contraclip import standin_checkpoint_attributes
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    entry = REGISTRY["contraclip_support_sets"]
+    assert "/" in entry.filename and entry.sha256 is None  # checked by its loader, then locked
+    server.files["/latent_support_sets.pt"] = _torch_bytes(standin_checkpoint_attributes())
+    monkeypatch.setitem(REGISTRY, entry.key, _with_sources(entry, Source(url=server.url("/latent_support_sets.pt"))))
+    result = weights.fetch(entry.key, progress=False)
+    assert result.status == "downloaded", result.message
+    assert result.path == isolated / "cache" / "contraclip_attributes" / "latent_support_sets.pt"
+    assert _leftovers(isolated / "cache" / "contraclip_attributes") == ["latent_support_sets.pt"]
+
 def test_cli_fetch_tab_prints_a_summary(isolated, test_entry, server, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     server.files["/w.bin"] = PAYLOAD
@@ -819,3 +836,20 @@ def test_standin_hint_only_while_standins_are_off(isolated, monkeypatch):
     monkeypatch.setenv("FACELAB_STAND_IN", "1")
     assert "stand-in" not in weights.missing_message(entry)
     assert weights.missing_message(entry) == message.removesuffix(" " + weights.download.STANDIN_HINT)
+
+
+def test_the_genforce_generator_is_optional_and_only_the_anonymization_tab_lists_it(monkeypatch):
+    """No tab downloads genforce's FFHQ file (anonymization uses it when present, else the rosinality file, and
+    latent paths never reads it), so a tab that ran everything it offers must not be reported as missing it
+    (found by the first-run test: the Models tab listed it as missing for both tabs, with a fetch command)."""
+    from backends.weights import report
+
+    key = "stylegan2_ffhq1024_genforce"
+    assert key not in weights.keys_for_tab("latent_paths") and key in weights.keys_for_tab("anonymization")
+    monkeypatch.setattr(report, "needed_here", lambda k: k == key)  # every other file is here
+    rows = {row["tab"]: row for row in weights.tab_rows()}
+    assert rows["latent_paths"]["missing"] == "nothing"
+    assert rows["anonymization"]["missing"] == (
+        f"{key} (optional: the public rosinality FFHQ file (the same network) serves instead)"
+    )
+    assert rows["anonymization"]["command"] == ""

@@ -111,7 +111,8 @@ def _readable_name(path: Path, filename: str) -> Iterator[Path]:
     if path.suffix != ".part":
         yield path
         return
-    alias = path.with_name(f"{filename}.check{Path(filename).suffix}")
+    name = Path(filename).name  # a registry file name may name a folder too (contraclip_attributes/...)
+    alias = path.with_name(f"{name}.check{Path(name).suffix}")
     alias.unlink(missing_ok=True)
     try:
         os.link(path, alias)

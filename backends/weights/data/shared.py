@@ -25,7 +25,10 @@ ENTRIES = [
         key="stylegan2_ffhq1024_genforce",
         filename="stylegan2_ffhq1024.pth",
         title="StyleGAN2 FFHQ 1024 generator (genforce format, used by FALCO and ContraCLIP)",
-        tabs=("latent_paths", "anonymization"),
+        # Only the anonymization tab reads it, and only when present (backends/anonymization/models.py):
+        # the latent paths tab runs on the rosinality file.
+        tabs=("anonymization",),
+        optional="the public rosinality FFHQ file (the same network) serves instead",
         licence=NC,
         sources=(
             Source(url=FALCO_GENFORCE, member="genforce/stylegan2_ffhq1024.pth",
