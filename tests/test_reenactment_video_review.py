@@ -155,3 +155,25 @@ def test_video_replay_measures_the_largest_difference(self_run, tmp_path):
     entry = {"pixels_sha256": "0" * 64, "file": "stored.mp4", "frames": 3, "size": [512, 512]}
     check = replay.compare("result_video", self_run.result_video, entry, tmp_path)
     assert not check.identical and check.max_pixel_diff > 100 and check.psnr < 40
+
+
+def test_video_api_gives_per_frame_metrics_and_the_card(clip, tmp_path):
+    """Through the app: /reenact_video (self-reenactment ticked) and then the chained /reenact_video_metrics."""
+    from gradio_client import Client, handle_file
+
+    from tests.app_server import running_app
+
+    with running_app(standin=True) as url:
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        *_, details = client.predict(None, handle_file(clip), "gan_directions", True, False, False, True,
+                                     api_name="/reenact_video")
+        plot, review, card_path = client.predict(api_name="/reenact_video_metrics")  # same session
+    assert details["self_reenactment"] is True and details["metric_frames"] == [0, 1, 2]
+    card = json.loads(open(card_path).read())
+    assert card["method"] == "reenactment_video" and card["outputs"]["result_video"]["file"] == "reenactment_result.mp4"
+    assert card["outputs"]["result_video"]["pixels_sha256"] == details["run_card"]["outputs"]["result_video"][
+        "pixels_sha256"]
+    assert set(review["per_frame"]) >= {"identity_cosine", "pose_error", "psnr", "lpips"}
+    assert review["average"]["lpips"]["meaningful"] is False and "3 of 3 frames" in review["sampled"]
+    rows = plot["value"]["data"] if isinstance(plot, dict) and "value" in plot else plot["data"]
+    assert len(rows) == 3 * (6 + 3)  # three frames, six metrics and three baselines
