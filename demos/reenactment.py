@@ -263,7 +263,8 @@ def build() -> None:
                 with gr.Tab("Engines side by side", id="compare"):
                     compare_gallery = gr.Gallery(label="One result per available engine", columns=3, height=260)
                     compare_table = gr.Dataframe(headers=COMPARE_COLUMNS, interactive=False,
-                                                 label="The papers' metrics per engine (↑/↓: which way is better)")
+                                                 label="The papers' metrics per engine (↑/↓: which way is better)",
+                                                 elem_id="reenact-compare-table")
                     compare_json = gr.JSON(label="Every engine: metrics, run card, or why it is unavailable",
                                            max_height=300)
                 with gr.Tab("Video result", id="video"):
