@@ -362,34 +362,25 @@ def compare_engines(source: ImageSource, driving: ImageSource, *, truncate: bool
 
 
 def compare_main(argv: Sequence[str]) -> int:
-    """``python -m backends.reenactment compare SOURCE DRIVING [--json out.json] [--out-dir DIR]``, or
-    ``compare --pairs LIST.csv --csv out.csv`` (one row per pair and engine)."""
+    """``python -m backends.reenactment compare SOURCE DRIVING [--json out.json] [--out-dir DIR]`` (the list
+    form, ``compare --pairs LIST.csv --csv OUT.csv``, is :func:`backends.reenactment.pairs.compare_main`)."""
     import json
 
     parser = argparse.ArgumentParser(prog="python -m backends.reenactment compare",
-                                     description="Every engine on one source/driving pair (or on every pair of a "
-                                                 "list): result, metrics, time.")
-    parser.add_argument("source", nargs="?")
-    parser.add_argument("driving", nargs="?")
-    parser.add_argument("--pairs", metavar="LIST.csv", help="rows 'source,driving' (paths): every pair, every engine")
-    parser.add_argument("--csv", dest="csv_out", help="with --pairs: one row per pair and engine (metrics, times, "
-                                                      "or why it did not run)")
+                                     description="Every engine on one source/driving pair: result, metrics, time "
+                                                 "(or `compare --pairs LIST.csv --csv OUT.csv` for a list).")
+    parser.add_argument("source")
+    parser.add_argument("driving")
     parser.add_argument("--json", dest="json_out", help="write every row (metrics, run cards) here")
     parser.add_argument("--out-dir", help="also save each engine's result as ENGINE.png here")
     parser.add_argument("--no-truncation", action="store_true")
     parser.add_argument("--stand-in-weights", action="store_true",
                         help="deterministic random weights instead of checkpoints (outputs are not results)")
     args = parser.parse_args(argv)
-    if args.pairs is None and (args.source is None or args.driving is None):
-        parser.error("give SOURCE and DRIVING, or --pairs LIST.csv --csv OUT.csv")
-    if args.pairs is not None and not args.csv_out:
-        parser.error("--pairs needs --csv OUT.csv")
     if args.stand_in_weights:
         from ..standin import enable_standin
 
         enable_standin(True)
-    if args.pairs is not None:
-        return _compare_list(args.pairs, args.csv_out, truncate=not args.no_truncation)
     try:
         runs = compare_engines(args.source, args.driving, truncate=not args.no_truncation)
     except FaceLabError as exc:
@@ -410,27 +401,6 @@ def compare_main(argv: Sequence[str]) -> int:
         print("note: stand-in weights: the numbers are not meaningful", file=sys.stderr)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps([r.to_dict() for r in runs], indent=2) + "\n")
-    return 0
-
-
-def _compare_list(pairs: str, csv_out: str, *, truncate: bool) -> int:
-    """The list form of ``compare``: the CSV, and a one-line summary per status."""
-    from collections import Counter
-
-    from .pairs import compare_pairs
-
-    def progress(_fraction: float, desc: str) -> None:
-        print(desc, file=sys.stderr)
-
-    try:
-        rows = compare_pairs(pairs, csv_out, truncate=truncate, on_pair=progress)
-    except FaceLabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    counts = Counter(row["status"] for row in rows)
-    print(f"wrote {csv_out}: {len(rows)} rows ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})")
-    if any(row.get("meaningful") is False for row in rows):
-        print("note: stand-in weights: the numbers are not meaningful", file=sys.stderr)
     return 0
 
 
