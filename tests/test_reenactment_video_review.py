@@ -177,3 +177,18 @@ def test_video_api_gives_per_frame_metrics_and_the_card(clip, tmp_path):
     assert review["average"]["lpips"]["meaningful"] is False and "3 of 3 frames" in review["sampled"]
     rows = plot["value"]["data"] if isinstance(plot, dict) and "value" in plot else plot["data"]
     assert len(rows) == 3 * (6 + 3)  # three frames, six metrics and three baselines
+
+
+def test_photo_self_reenactment_adds_psnr_and_lpips(clip):
+    """The same photo as source and driving: PSNR and LPIPS of the result to the driving crop, as defined."""
+    frame = read_video(clip).frames[0]
+    res = r.reenact_images(frame, frame, engine="gan_directions")
+    shown = common.photo_metrics(res)
+    target = res.driving_aligned.resize(res.result.size, Image.Resampling.LANCZOS)
+    a, b = np.asarray(res.result, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    assert shown["result"]["psnr"]["value"] == pytest.approx(10 * math.log10(255**2 / np.mean((a - b) ** 2)),
+                                                             abs=1e-3)
+    net, _ = metrics.lpips_net()
+    assert shown["result"]["lpips"]["value"] == pytest.approx(metrics.lpips(res.result, target, net=net), abs=1e-4)
+    assert shown["result"]["lpips"]["meaningful"] is False and "lpips" not in shown["unavailable"]
+    assert "LPIPS" in shown["about"]
