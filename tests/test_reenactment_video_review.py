@@ -168,6 +168,7 @@ def test_video_api_gives_per_frame_metrics_and_the_card(clip, tmp_path):
         *_, details = client.predict(None, handle_file(clip), "gan_directions", True, False, False, True,
                                      api_name="/reenact_video")
         plot, review, card_path = client.predict(api_name="/reenact_video_metrics")  # same session
+    enable_standin(True)  # the app turns stand-ins off when it closes; this module's other tests need them
     assert details["self_reenactment"] is True and details["metric_frames"] == [0, 1, 2]
     card = json.loads(open(card_path).read())
     assert card["method"] == "reenactment_video" and card["outputs"]["result_video"]["file"] == "reenactment_result.mp4"
