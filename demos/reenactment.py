@@ -225,9 +225,9 @@ def build() -> None:
     gr.Markdown(ABOUT)
     with gr.Row():
         with gr.Column():
-            source = UploadImage(label="Source face (identity)")
+            source = UploadImage(label="Source face (identity)", elem_id="reenact-source")
             with gr.Tab("Driving photo"):
-                driving = UploadImage(label="Driving face (pose and expression)")
+                driving = UploadImage(label="Driving face (pose and expression)", elem_id="reenact-driving")
                 run_image = gr.Button("Reenact photo", variant="primary", elem_id="reenact-run")
                 run_compare = gr.Button("Compare every engine on this pair", elem_id="reenact-compare")
             with gr.Tab("Driving video"):

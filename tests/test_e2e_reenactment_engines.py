@@ -6,7 +6,11 @@ yaw slider's button; both outputs appear and the banner says the images are not 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.app_server import running_app
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
 def test_gan_directions_engine_and_sliders(browser, shared_weights):
@@ -48,7 +52,10 @@ def test_run_card_downloads_and_compare_mode_lists_every_engine(browser, shared_
         page.get_by_text("Example photos", exact=False).first.wait_for()
         page.locator("#reenact-engine input").click()
         page.get_by_role("option", name="GAN directions").click()
-        page.locator("tr.tr-body").first.click()
+        # Uploaded, not an example row: an example may run its own (cached) engine.
+        page.locator("#reenact-source input[type=file]").set_input_files(str(ASSETS / "astronaut.png"))
+        page.locator("#reenact-driving input[type=file]").set_input_files(str(ASSETS / "camera.png"))
+        page.locator("#reenact-driving img").first.wait_for(state="visible", timeout=30_000)
         page.locator("#reenact-run").click()
         page.locator("#reenact-result img").first.wait_for(state="visible", timeout=240_000)
         link = page.locator("#reenact-card a").first
