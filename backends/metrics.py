@@ -20,9 +20,11 @@ rotation (``pose[:3]``, axis-angle) is turned into yaw, pitch and roll in degree
 of each angle (wrapped to ±180°). The expression error is the mean absolute difference of the 50
 expression coefficients; the jaw opening is the jaw's rotation about the x axis (``pose[3]``) in degrees.
 
+Perceptual distance (LPIPS). The AlexNet v0.1 LPIPS of :mod:`backends.networks.lpips` (the paper's
+formula, the official files' weights through the weight manager) on the two images in [-1, 1], the
+second resized to the first's size when they differ.
+
 With stand-in weights every number is computed the same way and flagged ``meaningful: False``.
-LPIPS is not offered: the ``lpips`` package downloads its backbone weights from the internet, which Face
-Lab never does, and no stand-in is registered for it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from .face.detect import detect_faces
 from .networks import irse
 from .networks.clip import ClipEncoder, load_clip
 from .networks.deca import DecaEncoder, deca_box_matrix, deca_crop, deca_crop_matrix, load_deca_encoder
+from .networks.lpips import Lpips, load_lpips
 from .standin import standin_enabled
 from .weights import load_checkpoint
 
@@ -90,6 +93,9 @@ METRICS: dict[str, MetricInfo] = {m.key: m for m in (
                "Absolute difference of DECA's jaw opening (rotation about the x axis) in degrees.", False, "°"),
     MetricInfo("psnr", "PSNR",
                "Peak signal-to-noise ratio of the result against the target image (8-bit), in dB.", True, "dB"),
+    MetricInfo("lpips", "LPIPS",
+               "Learned perceptual distance (AlexNet, v0.1) of the result to the target image (0 = identical).",
+               False),
     MetricInfo("reidentification", "Re-identification",
                "Rank of the anonymized face by ArcFace cosine to the original among it and decoy faces "
                "(rank 1 = re-identified, so a higher rank hides the identity better).", True),
@@ -166,6 +172,12 @@ def _clip(standin: bool, device: str) -> tuple[ClipEncoder, bool]:
     return ClipEncoder(load_clip(loaded.obj, device=device)).to(device), loaded.standin
 
 
+@functools.lru_cache(maxsize=1)
+def _lpips(standin: bool, device: str) -> tuple[Lpips, bool]:
+    backbone, linear = load_checkpoint("alexnet_torchvision"), load_checkpoint("lpips_alex_v01")
+    return _frozen(load_lpips(backbone.obj, linear.obj), device), backbone.standin or linear.standin  # type: ignore[return-value]
+
+
 def arcface() -> tuple[irse.Backbone, bool]:
     """ArcFace IR-SE50 (frozen, on the device) and whether it is a stand-in."""
     return _arcface(standin_enabled(), str(get_device()))
@@ -181,8 +193,13 @@ def clip() -> tuple[ClipEncoder, bool]:
     return _clip(standin_enabled(), str(get_device()))
 
 
+def lpips_net() -> tuple[Lpips, bool]:
+    """LPIPS (AlexNet backbone and v0.1 linear layers, frozen, on the device) and whether it is a stand-in."""
+    return _lpips(standin_enabled(), str(get_device()))
+
+
 def clear_caches() -> None:
-    for cached in (_arcface, _deca, _clip):
+    for cached in (_arcface, _deca, _clip, _lpips):
         cached.cache_clear()
 
 
@@ -380,6 +397,17 @@ def psnr(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:
         raise InputError(f"PSNR needs images of one size, got {x.shape[1::-1]} and {y.shape[1::-1]}.")
     mse = float(((x - y) ** 2).mean())
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def lpips(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray, *, net: Lpips | None = None) -> float:
+    """LPIPS of two 8-bit images (``b`` is resized to ``a``'s size when they differ); 0 for identical images."""
+    x, y = _rgb(a), _rgb(b)
+    if x.shape != y.shape:
+        y = np.asarray(Image.fromarray(y).resize((x.shape[1], x.shape[0]), Image.Resampling.LANCZOS))
+    net = net if net is not None else lpips_net()[0]
+    device = next(net.parameters()).device
+    with torch.inference_mode():
+        return float(net(_to_pm1(x).to(device), _to_pm1(y).to(device))[0])
 
 
 def clip_similarity(image: Image.Image, words: Sequence[str], *, template: str = "{}",

@@ -93,8 +93,10 @@ def _environment_changes(card: dict[str, Any]) -> list[str]:
     return changes
 
 
-def compare(name: str, produced: Image.Image, entry: dict[str, Any], folder: Path) -> OutputCheck:
-    """One output against the card's record (and its file beside the card, when there)."""
+def compare(name: str, produced: Image.Image | str | Path, entry: dict[str, Any], folder: Path) -> OutputCheck:
+    """One output (an image, or a video file) against the card's record (and its file beside the card)."""
+    if not isinstance(produced, Image.Image):
+        return compare_video(name, Path(produced), entry, folder)
     identical = runcard.pixels_sha256(produced) == entry.get("pixels_sha256")
     if identical:
         return OutputCheck(name, True, 0, math.inf)
@@ -109,6 +111,28 @@ def compare(name: str, produced: Image.Image, entry: dict[str, Any], folder: Pat
     mse = float((diff.astype(np.float64) ** 2).mean())
     return OutputCheck(name, int(diff.max()) == 0, int(diff.max()),
                        math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse))
+
+
+def compare_video(name: str, produced: Path, entry: dict[str, Any], folder: Path) -> OutputCheck:
+    """A video output: the digest of its decoded frames, else the largest difference to the card's video."""
+    frames = runcard.video_frames(produced)
+    if runcard.frames_sha256(frames) == entry.get("pixels_sha256"):
+        return OutputCheck(name, True, 0, math.inf)
+    stored = folder / entry["file"] if entry.get("file") else None
+    if stored is None or not stored.is_file():
+        size = [int(frames[0].shape[1]), int(frames[0].shape[0])] if frames else [0, 0]
+        return OutputCheck(name, False, size_matches=size == entry.get("size") and len(frames) == entry.get("frames"))
+    before = runcard.video_frames(stored)
+    if len(before) != len(frames) or any(a.shape != b.shape for a, b in zip(frames, before, strict=True)):
+        return OutputCheck(name, False, size_matches=False)
+    largest, squares, count = 0, 0.0, 0
+    for a, b in zip(frames, before, strict=True):
+        diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+        largest = max(largest, int(diff.max()))
+        squares += float((diff.astype(np.float64) ** 2).sum())
+        count += diff.size
+    mse = squares / max(1, count)
+    return OutputCheck(name, largest == 0, largest, math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse))
 
 
 def replay(card_path: str | Path, inputs: Sequence[str | Path]) -> ReplayReport:

@@ -3,9 +3,10 @@
 A card is a JSON-ready dict: the method, engine and every setting; the seeds; each input's file name and
 sha256; each checkpoint's registry key, file and sha256 (or ``"stand-in"``); package versions; device,
 dtype and thread count; timings; and each output's size and the sha256 of its RGB pixels (so a PNG
-encoder's choices do not matter). ``replay`` says which function re-runs it: ``module:function`` with
-the inputs passed in order and the settings as keywords, and which attribute of its result is the
-output. ``python -m backends.replay CARD [INPUTS...]`` does that (:mod:`backends.replay`).
+encoder's choices do not matter; for a video, of every decoded frame). ``replay`` says which function
+re-runs it: ``module:function`` with the inputs passed in order and the settings as keywords, and which
+attribute of its result is the output (an image, or the path of a video).
+``python -m backends.replay CARD [INPUTS...]`` does that (:mod:`backends.replay`).
 
 The weight digests come from the registry or the lock file (what the weight manager already checked);
 a local file with neither is hashed once per process.
@@ -57,6 +58,31 @@ def pixels_sha256(image: Image.Image | np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def video_frames(path: str | Path) -> list[np.ndarray]:
+    """Every decoded RGB frame of a video Face Lab wrote (at its own size)."""
+    from .media import read_video
+
+    return list(read_video(path, max_side=1 << 14).frames)
+
+
+def frames_sha256(frames: Sequence[np.ndarray]) -> str:
+    """sha256 over the pixels of every frame, in order (what a video output's card records)."""
+    digest = hashlib.sha256(f"{len(frames)} frames|".encode())
+    for frame in frames:
+        digest.update(pixels_sha256(frame).encode())
+    return digest.hexdigest()
+
+
+def output_record(value: Image.Image | str | Path) -> dict[str, Any]:
+    """One output as the card records it: an image's size and pixel digest, or a video's frame count,
+    frame size and the digest of its decoded frames (the same decoder reads it back on replay)."""
+    if isinstance(value, Image.Image):
+        return {"size": list(value.size), "pixels_sha256": pixels_sha256(value)}
+    frames = video_frames(value)
+    size = [int(frames[0].shape[1]), int(frames[0].shape[0])] if frames else [0, 0]
+    return {"kind": "video", "frames": len(frames), "size": size, "pixels_sha256": frames_sha256(frames)}
+
+
 def input_record(source: Any) -> dict[str, Any]:
     """What identifies one input: its file name and the sha256 of its bytes, or of its pixels."""
     if source is None:
@@ -106,7 +132,7 @@ def detector_key() -> str:
 
 def make_card(*, method: str, engine: str, replay: str, inputs: Mapping[str, Any], settings: Mapping[str, Any],
               seeds: Mapping[str, Any], weights: Sequence[str], standin: bool, timings: Mapping[str, float],
-              outputs: Mapping[str, Image.Image], output_attr: Mapping[str, str]) -> dict[str, Any]:
+              outputs: Mapping[str, Image.Image | Path], output_attr: Mapping[str, str]) -> dict[str, Any]:
     """One result's run card (see the module docstring). ``inputs`` are in the replay function's order."""
     device = get_device()
     return {
@@ -127,8 +153,7 @@ def make_card(*, method: str, engine: str, replay: str, inputs: Mapping[str, Any
         "dtype": str(get_dtype(device)).replace("torch.", ""),
         "threads": torch.get_num_threads(),
         "timings": {k: round(float(v), 3) for k, v in timings.items()},
-        "outputs": {name: {"size": list(img.size), "pixels_sha256": pixels_sha256(img)}
-                    for name, img in outputs.items()},
+        "outputs": {name: output_record(value) for name, value in outputs.items()},
     }
 
 

@@ -6,6 +6,9 @@ import random
 
 import gradio as gr
 
+from backends.results import seal
+from backends.runcard import write_card
+
 from .common import (
     GPU_EVENT,
     UploadImage,
@@ -84,7 +87,7 @@ def edit_path(start: str, photo: str | None, seed: float | None, corpus: str, pa
               eps: float, render_mode: str, paste_back: bool,
               progress: gr.Progress = gr.Progress()):  # noqa: B008 - gradio injects the tracker
     from backends import latent_paths as contraclip
-    from backends.results import results_dir, seal
+    from backends.results import results_dir
 
     photo, seed = _start(start, photo, seed)
     res = contraclip.edit(photo, seed=seed, corpus=corpus, path=path, strength=float(strength), eps=float(eps),
@@ -94,6 +97,7 @@ def edit_path(start: str, photo: str | None, seed: float | None, corpus: str, pa
     folder = results_dir("latent_paths")
     png = folder / "latent_path_edit.png"
     res.final.save(png)
+    write_card(res.run_card, folder, {"final": png.name})  # the run card, beside the PNG (also in the details)
     seal(folder)
     stages = [(res.origin, "Start (inversion)" if res.start.kind == "photo" else f"Start (seed {res.start.seed})")]
     if res.start.inversion is not None:
@@ -122,7 +126,11 @@ def path_strip(start: str, photo: str | None, seed: float | None, corpus: str, p
                            frames=int(frames), eps=float(eps), render_mode=render_mode, paste_back=bool(paste_back),
                            margin=bool(margin), progress=progress_stages(progress))
     show_notices(res.edit.notices)
-    return res.strip, str(res.gif), [str(res.gif), str(res.mp4)], res.plot, res.to_dict(), res
+    folder = res.gif.parent
+    res.strip.save(folder / "latent_path_strip.png")
+    card = write_card(res.run_card, folder, {"strip": "latent_path_strip.png", "animation": res.mp4.name})
+    seal(folder)
+    return res.strip, str(res.gif), [str(res.gif), str(res.mp4)], res.plot, res.to_dict(), (res, str(card))
 
 
 @user_errors
@@ -130,10 +138,11 @@ def review_strip(last):
     """Identity cosine to the start along the last strip, plotted with the CLIP margin; runs after the strip."""
     from backends.latent_paths.traversal import strip_metrics
 
-    if last is None:
-        return gr.skip(), {"note": "Make a strip first: its identity curve appears here."}
-    shown, plot = strip_metrics(last)
-    return plot, shown
+    if not last:
+        return gr.skip(), {"note": "Make a strip first: its identity curve appears here."}, None
+    res, card = last
+    shown, plot = strip_metrics(res)
+    return plot, shown, card
 
 
 def build() -> None:
@@ -179,6 +188,8 @@ def build() -> None:
                     strip_review = gr.JSON(label="Metrics: ArcFace identity cosine to the start along the strip "
                                                  "(filled in after the strip; the plot then shows both curves)",
                                            max_height=240)
+                    strip_card = gr.File(label="Run card (JSON): `python -m backends.replay run_card.json "
+                                               "[PHOTO]` re-runs the strip", interactive=False, elem_id="cc-strip-card")
                     last_strip = session_state("The last strip")
             details = gr.JSON(label="Details (path, sentences, steps, seed, weights)", max_height=300)
 
@@ -204,5 +215,6 @@ def build() -> None:
     strip_event = wire(run_strip.click, path_strip, [*inputs, max_strength, frames, *options, margin],
                        [strip_image, gif, files, plot, details, last_strip], api_name="latent_path_strip",
                        **GPU_EVENT)
-    wire(strip_event.success, review_strip, [last_strip], [plot, strip_review], api_name="latent_path_strip_metrics",
+    wire(strip_event.success, review_strip, [last_strip], [plot, strip_review, strip_card],
+         api_name="latent_path_strip_metrics",
          **GPU_EVENT)

@@ -72,24 +72,38 @@ def generate(prompt: str, preset: str, custom: str | None, lam: float, k: float,
         steps=int(steps), model_id=model_id, progress=progress_stages(progress),
     )
     show_notices(result.notices)
+    card = save_with_card(result)
     original, removed = result.original, result.removed
     if result.standin:  # random weights draw flat colour fields: say so on the pictures themselves
         original, removed = stamp_standin(original), stamp_standin(removed)
     status = (_status("Generated", result)
               + f" · seed {result.seed} · {result.steps} step(s) · {result.model_id} (decoder {result.decoder})"
               + f" · {result.seconds:.1f} s")
-    return original, removed, result.seed, status, result.to_dict(), (result, theme)
+    return original, removed, result.seed, status, result.to_dict(), (result, theme, card)
+
+
+def save_with_card(result) -> str:
+    """Both images as PNGs (unstamped, as generated) and the run card beside them; the card's path."""
+    from backends.results import results_dir, seal
+    from backends.runcard import write_card
+
+    folder = results_dir("pos_subspaces")
+    result.original.save(folder / "original.png")
+    result.removed.save(folder / "theme_removed.png")
+    card = write_card(result.run_card, folder, {"original": "original.png", "removed": "theme_removed.png"})
+    seal(folder)
+    return str(card)
 
 
 @user_errors
 def review_generation(last: tuple | None):
-    """CLIP similarity of both images to the theme's words; runs after the images are shown."""
+    """CLIP similarity of both images to the theme's words, and the run card; runs after the images are shown."""
     from backends.pos_subspaces.generate import theme_presence
 
     if not last:
-        return {"note": "Generate first: the theme's presence in both images appears here."}
-    result, theme = last
-    return theme_presence(result, theme)
+        return {"note": "Generate first: the theme's presence in both images appears here."}, None
+    result, theme, card = last
+    return theme_presence(result, theme), card
 
 
 @user_errors
@@ -189,6 +203,8 @@ def build() -> None:
             details = gr.JSON(label="Details (seed, model, words used, notices)", max_height=260)
             pos_review = gr.JSON(label="Metrics: CLIP similarity of each image to the theme's words "
                                        "(filled in after the images)", max_height=260)
+            pos_card = gr.File(label="Run card (JSON): `python -m backends.replay run_card.json` draws both images "
+                                     "again and compares them", interactive=False, elem_id="pos-card")
             last_generation = session_state("The last images")
     lazy_examples(EXAMPLES, [prompt, preset, custom], _example_generate, [original, removed, seed, status, details],
                   label="Example prompts (default settings; the first click draws them, later clicks show them)")
@@ -199,7 +215,7 @@ def build() -> None:
     generate_event = wire(run.click, generate, [prompt, *shared, seed, randomize, steps, model_id],
                           [original, removed, seed, status, details, last_generation], api_name="pos_generate",
                           **GPU_EVENT)
-    wire(generate_event.success, review_generation, [last_generation], [pos_review],
+    wire(generate_event.success, review_generation, [last_generation], [pos_review, pos_card],
          api_name="pos_generate_metrics", **GPU_EVENT)
     wire(diagnose.click, analyse, [prompt, *shared], [energy, nearest, status, details], api_name="pos_diagnose",
          **GPU_EVENT)

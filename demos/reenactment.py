@@ -12,6 +12,7 @@ from .common import (
     UploadImage,
     asset,
     lazy_examples,
+    legend_plot,
     owner_details,
     progress_stages,
     review_panel,
@@ -170,6 +171,7 @@ def reenact_video(
     truncate: bool,
     paste_back: bool,
     already_aligned: bool = False,
+    first_frame_as_source: bool = False,
     progress: gr.Progress = gr.Progress(),
 ):  # noqa: B008 - gradio injects the tracker
     from backends import reenactment
@@ -185,28 +187,65 @@ def reenact_video(
         engine=engine,
         progress=report,
         already_aligned=already_aligned,
+        first_frame_as_source=bool(first_frame_as_source),
     )
     show_notices(res.notices)
+    folder = res.result_video.parent
+    card = write_card(res.run_card, folder, {"result_video": res.result_video.name})
+    seal(folder)
     stages = [
         (res.source_aligned, "Source, aligned"),
         (res.source_inversion, "Source inversion"),
         (res.first_result, "First result frame"),
     ]
     files = [str(res.comparison_video), str(res.result_video)]
-    return str(res.comparison_video), str(res.result_video), files, stages, res.to_dict()
+    return str(res.comparison_video), str(res.result_video), files, stages, res.to_dict(), (res, str(card))
+
+
+VIDEO_PLOT_NAMES = {"identity_cosine": "CSIM ↑", "pose_error": "pose error (°) ↓", "expression_error":
+                    "expression error ↓", "jaw_error": "jaw error (°) ↓", "psnr": "PSNR (dB) ↑", "lpips": "LPIPS ↓"}
+
+
+def video_plot_rows(review: dict) -> list[dict]:
+    """One row per sampled frame and metric (the result's, then the driving↔source baseline) for the line plot."""
+    rows = []
+    for group, prefix in (("per_frame", ""), ("baseline_per_frame", "baseline: ")):
+        for key, values in review.get(group, {}).items():
+            rows += [{"time (s)": t, "value": v, "metric": prefix + VIDEO_PLOT_NAMES.get(key, key)}
+                     for t, v in zip(review["times"], values, strict=True) if v is not None]
+    return rows
+
+
+@user_errors
+def review_video(last: tuple | None, progress: gr.Progress = gr.Progress()):  # noqa: B008
+    """The photo metrics per sampled frame of the last video, plotted over time, and its run card."""
+    import pandas as pd
+
+    from backends.reenactment.common import video_metrics
+
+    if not last:
+        return gr.skip(), {"note": "Reenact a video first: its metrics per frame appear here."}, None
+    res, card = last
+    review = video_metrics(res, progress=progress_stages(progress))
+    plot = pd.DataFrame(video_plot_rows(review), columns=["time (s)", "value", "metric"])
+    return plot, review, card
 
 
 def build() -> None:
     gr.Markdown(ABOUT)
     with gr.Row():
         with gr.Column():
-            source = UploadImage(label="Source face (identity)")
+            source = UploadImage(label="Source face (identity)", elem_id="reenact-source")
             with gr.Tab("Driving photo"):
-                driving = UploadImage(label="Driving face (pose and expression)")
+                driving = UploadImage(label="Driving face (pose and expression)", elem_id="reenact-driving")
                 run_image = gr.Button("Reenact photo", variant="primary", elem_id="reenact-run")
                 run_compare = gr.Button("Compare every engine on this pair", elem_id="reenact-compare")
             with gr.Tab("Driving video"):
                 video = gr.Video(label="Driving video (mp4, webm, mov; first 10 s)", sources=["upload", "webcam"])
+                self_video = gr.Checkbox(
+                    value=False, elem_id="reenact-self-video",
+                    label="The driving video is of the source person: use its first frame as the source "
+                          "(self-reenactment; adds PSNR and LPIPS to the driving frames)")
                 run_video = gr.Button("Reenact video", variant="primary")
             choices, status_text = engine_choices()
             engine = gr.Dropdown(choices, value="stylemask", label="Engine", elem_id="reenact-engine")
@@ -234,13 +273,19 @@ def build() -> None:
                 with gr.Tab("Engines side by side", id="compare"):
                     compare_gallery = gr.Gallery(label="One result per available engine", columns=3, height=260)
                     compare_table = gr.Dataframe(headers=COMPARE_COLUMNS, interactive=False,
-                                                 label="The papers' metrics per engine (↑/↓: which way is better)")
+                                                 label="The papers' metrics per engine (↑/↓: which way is better)",
+                                                 elem_id="reenact-compare-table")
                     compare_json = gr.JSON(label="Every engine: metrics, run card, or why it is unavailable",
                                            max_height=300)
                 with gr.Tab("Video result", id="video"):
                     comparison = gr.Video(label="Source | driving | result", interactive=False)
                     result_video = gr.Video(label="Result", interactive=False)
                     video_files = gr.File(label="Download MP4s", file_count="multiple", interactive=False)
+                    video_plot = legend_plot(gr.LinePlot, label="The papers' metrics over time (sampled frames)",
+                                             x="time (s)", y="value", color="metric", elem_id="reenact-video-plot")
+                    gr.Markdown("At most 16 frames are measured, evenly spread over the frames with a face (the "
+                                "metrics JSON says how many); the averages are listed there.")
+                    video_review, video_card, last_video = review_panel("reenact-video")
             stages = gr.Gallery(label="Aligned crops and inversions", columns=5, height=180)
             details = gr.JSON(label="Details (mode, weights, notices)", max_height=300)
             with gr.Accordion("GAN directions: move one direction at a time (no driving face)", open=False):
@@ -275,14 +320,16 @@ def build() -> None:
     run_compare.click(lambda: gr.Tabs(selected="compare"), None, result_tabs, api_visibility="private", queue=False)
     wire(run_compare.click, compare_engines, [source, driving, truncate, aligned],
          [compare_gallery, compare_table, compare_json], api_name="compare_engines", **GPU_EVENT)
-    wire(
+    video_event = wire(
         run_video.click,
         reenact_video,
-        [source, video, *options],
-        [comparison, result_video, video_files, stages, details],
+        [source, video, *options, self_video],
+        [comparison, result_video, video_files, stages, details, last_video],
         api_name="reenact_video",
         **GPU_EVENT,
     )
+    wire(video_event.success, review_video, [last_video], [video_plot, video_review, video_card],
+         api_name="reenact_video_metrics", **GPU_EVENT)
     direction_inputs = [source, truncate, aligned, *sliders]
     wire(run_dirs.click, move_directions, direction_inputs, [moved, details], api_name="move_directions", **GPU_EVENT)
     for slider in sliders:  # live: re-rendered on release, the inversion is cached

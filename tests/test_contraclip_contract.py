@@ -60,3 +60,18 @@ def test_unknown_path_and_bad_step(client):
     with pytest.raises(AppError, match=r"^Step size must be a number from 0\.01 to 1, got 5\.0\.$"):
         client.predict("seed", None, 0, "attributes", "Older ↔ younger", 1.0, 5.0, "stored", False,
                        api_name="/edit_latent_path")
+
+
+def test_strip_metrics_give_the_run_card(client):
+    """The chained /latent_path_strip_metrics returns the identity curve and the strip's run card (a download)."""
+    import json
+    from pathlib import Path
+
+    *_, details = client.predict("seed", None, 3, "attributes", "Older ↔ younger", 0.3, 2, 0.15, "stored", False,
+                                 False, api_name="/latent_path_strip")
+    _plot, review, card_path = client.predict(api_name="/latent_path_strip_metrics")
+    card = json.loads(Path(card_path).read_text())
+    assert card["method"] == "latent_paths_strip" and card["settings"]["seed"] == 3
+    assert card["outputs"]["strip"]["file"] == "latent_path_strip.png"
+    assert card["outputs"]["strip"]["pixels_sha256"] == details["run_card"]["outputs"]["strip"]["pixels_sha256"]
+    assert len(review["result"]["identity_cosine_to_start"]["value"]) == 2

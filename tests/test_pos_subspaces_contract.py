@@ -98,3 +98,17 @@ def test_bad_input_is_a_clear_error(client, prompt, preset, custom, message):
 def test_empty_text_to_analyse(client):
     with pytest.raises(AppError, match=r"^Please enter a text: it is empty\.$"):
         client.predict("", *DEFAULTS, api_name="/pos_diagnose")
+
+
+def test_generate_metrics_give_the_run_card(client):
+    """The chained /pos_generate_metrics returns the theme presence and the pair's run card (a download)."""
+    import json
+    from pathlib import Path
+
+    *_, details = _generate(client, seed=9)
+    review, card_path = client.predict(api_name="/pos_generate_metrics")
+    card = json.loads(Path(card_path).read_text())
+    assert card["method"] == "pos_subspaces_generate" and card["settings"]["seed"] == 9
+    assert card["outputs"]["original"]["file"] == "original.png"
+    assert card["outputs"]["removed"]["pixels_sha256"] == details["run_card"]["outputs"]["removed"]["pixels_sha256"]
+    assert review

@@ -296,7 +296,7 @@ def photo_metrics(result: AnonymizeResult, decoys: int | None = None) -> dict[st
         "result": metrics.present(values, standin=result.standin),
         "reidentification": reid.to_dict() | {"decoy_pool_seeds": seeds},
         "about": metrics.about(list(values)),
-        "unavailable": {"lpips": "not offered: the lpips package downloads its backbone weights, which Face Lab "
-                                 "never does"},
+        "unavailable": {"lpips": "not computed here: anonymization changes the face on purpose, so a pixel "
+                                 "distance to the original says little (reenactment uses LPIPS)"},
         "seconds": round(time.perf_counter() - start, 2),
     }

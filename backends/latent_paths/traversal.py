@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,7 @@ class EditResult:
     standin: bool
     notices: list[str]
     origin: Image.Image | None = None  # the start rendered (strength 0), for before/after
+    run_card: dict[str, Any] = field(default_factory=dict)  # backends.runcard: what re-runs this edit
 
     @property
     def final(self) -> Image.Image:
@@ -176,6 +178,7 @@ class EditResult:
             "start": self.start.kind, "seed": self.start.seed, "render_mode": self.render_mode,
             "render_note": RENDER_NOTES[self.render_mode], "paste_back": self.pasted is not None,
             "standin": self.standin, "notices": self.notices,
+            **({"run_card": self.run_card} if self.run_card else {}),
         }
 
 
@@ -206,6 +209,7 @@ def edit(photo: ImageSource | None = None, *, seed: int | None = None, corpus: s
     ``progress(fraction, stage)`` hears each stage as it starts.
     """
     report = progress or (lambda _f, _d: None)
+    began = time.perf_counter()
     report(0.0, "Aligning and inverting the photo" if photo is not None else "Sampling the face of the seed")
     start, model, k, eps = _prepare(photo, seed, corpus, path, eps, render_mode)
     steps = steps_for(strength, eps)
@@ -224,8 +228,41 @@ def edit(photo: ImageSource | None = None, *, seed: int | None = None, corpus: s
     if with_origin:
         report(0.9, "Rendering the start for comparison")
     origin = origin_image(start) if with_origin else None
-    return EditResult(image, pasted, start, model.paths[k], corpus, k, steps, eps, render_mode, standin, notices,
-                      origin)
+    res = EditResult(image, pasted, start, model.paths[k], corpus, k, steps, eps, render_mode, standin, notices,
+                     origin)
+    res.run_card = latent_path_card(
+        "edit", photo, start, corpus,
+        {"corpus": corpus, "path": k, "strength": float(strength), "eps": eps, "render_mode": render_mode,
+         "paste_back": bool(paste_back)},
+        standin, time.perf_counter() - began, {"final": res.final}, {"final": "final"})
+    return res
+
+
+def card_weights(corpus: str) -> list[str]:
+    """The registry keys a walk reads: the generator, e4e (photo starts) and the corpus's support sets."""
+    from .paths import CORPORA
+
+    keys = ["stylegan2_ffhq1024", "e4e_ffhq_encode"]
+    if corpus in CORPORA:
+        keys.append(CORPORA[corpus][1])
+    return keys
+
+
+def latent_path_card(kind: str, photo: ImageSource | None, start: Start, corpus: str, settings: dict[str, Any],
+                     standin: bool, seconds: float, outputs: dict[str, Any], attrs: dict[str, str]) -> dict[str, Any]:
+    """The run card of an edit or a strip (:mod:`backends.runcard`); ``python -m backends.replay`` re-runs it
+    with the photo (none for a seed start)."""
+    from .. import runcard
+
+    return runcard.make_card(
+        method=f"latent_paths_{kind}", engine="contraclip", replay=f"backends.latent_paths.traversal:{kind}",
+        inputs={"photo": photo} if photo is not None else {},
+        settings={"seed": start.seed if start.kind == "seed" else None, **settings},
+        seeds={"start_seed": start.seed, "note": "a photo start is inverted (no random draws); a seed start samples "
+               "its face from this seed"},
+        weights=card_weights(corpus), standin=standin, timings={"seconds": seconds},
+        outputs=outputs, output_attr=attrs,
+    )
 
 
 @dataclass
@@ -241,6 +278,7 @@ class StripResult:
     margins: Margins
     phi: float
     edit: EditResult  # metadata of the walk (its image is the +max frame)
+    run_card: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = self.edit.to_dict()
@@ -251,6 +289,8 @@ class StripResult:
             "clip_margins": self.margins.values, "clip_note": self.margins.note, "clip_standin": self.margins.standin,
             "straightness_phi": self.phi,
         })
+        if self.run_card:
+            data["run_card"] = self.run_card
         return data
 
 
@@ -261,6 +301,7 @@ def strip(photo: ImageSource | None = None, *, seed: int | None = None, corpus: 
     """K frames evenly spread over [−max, +max] along one path, a GIF/MP4 of them and their CLIP margins."""
     if not isinstance(frames, (int, np.integer)) or not 2 <= int(frames) <= 25:
         raise InputError(f"The strip needs 2 to 25 frames, not {frames!r}.")
+    began = time.perf_counter()
     start, model, k, eps = _prepare(photo, seed, corpus, path, eps, render_mode)
     top = abs(steps_for(max_strength, eps))
     if top == 0:
@@ -300,8 +341,15 @@ def strip(photo: ImageSource | None = None, *, seed: int | None = None, corpus: 
         notices.append(STANDIN_NOTICE)
     meta = EditResult(images[-1], None, start, preset, corpus, k, signed[-1], eps, render_mode, standin, notices)
     report(1.0, "done")
-    return StripResult(images, strengths, strip_image, gif, mp4, margin_plot(strengths, margins, preset), margins,
-                       walk.phi, meta)
+    res = StripResult(images, strengths, strip_image, gif, mp4, margin_plot(strengths, margins, preset), margins,
+                      walk.phi, meta)
+    res.run_card = latent_path_card(
+        "strip", photo, start, corpus,
+        {"corpus": corpus, "path": k, "max_strength": float(max_strength), "frames": int(frames), "eps": eps,
+         "render_mode": render_mode, "paste_back": bool(paste_back), "margin": bool(margin)},
+        standin, time.perf_counter() - began, {"strip": strip_image, "animation": mp4},
+        {"strip": "strip", "animation": "mp4"})
+    return res
 
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,7 @@ class Generation:
     words_per_category: dict[str, int]
     notices: list[str]
     standin: bool
+    run_card: dict[str, Any] = field(default_factory=dict)  # backends.runcard: what re-runs this pair
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +67,7 @@ class Generation:
             "seconds": round(self.seconds, 2), "conditioning_change": round(self.conditioning_change, 5),
             "words_per_category": self.words_per_category, "notices": self.notices, "standin": self.standin,
             "adaptation": ADAPTATION_NOTE,
+            **({"run_card": self.run_card} if self.run_card else {}),
         }
 
 
@@ -146,13 +148,41 @@ def generate(prompt: str, theme: Theme, lam: float = DEFAULT_LAM, k: int = DEFAU
 
     learned, k, change, images = _learn_and_draw(model, prompt, theme, lam, k, geometry, cap, seed, steps, progress)
     all_notices = ([STANDIN_NOTICE] if model.standin else []) + model.notices + theme.notices + learned.notices
-    return Generation(
+    result = Generation(
         original=images[0], removed=images[1], prompt=prompt, theme=theme.name, seed=seed, steps=steps, k=k,
         lam=float(lam), geometry=geometry, model_id=model.model_id, decoder=model.decoder, size=model.size,
         seconds=time.perf_counter() - start, conditioning_change=change,
         words_per_category={category_label(c): len(ws) for c, ws in learned.words.items()},
         notices=all_notices + notices, standin=model.standin,
     )
+    result.run_card = generation_card(result, theme, cap)
+    return result
+
+
+def generation_card(result: Generation, theme: Theme, max_words: int | None) -> dict[str, Any]:
+    """The run card of a generated pair (:mod:`backends.runcard`); :func:`replay_generate` re-runs it."""
+    from .. import runcard
+    from ..networks.text_to_image import SD_TURBO_ID
+
+    weights = ["sd_turbo"] if result.model_id == SD_TURBO_ID else []
+    weights += ["taesd"] if result.decoder == "taesd" else []
+    return runcard.make_card(
+        method="pos_subspaces_generate", engine=result.model_id,
+        replay="backends.pos_subspaces.generate:replay_generate",
+        inputs={},
+        settings={"prompt": result.prompt, "theme": theme.name, "theme_words": list(theme.words), "lam": result.lam,
+                  "k": result.k, "geometry": result.geometry, "seed": result.seed, "steps": result.steps,
+                  "model_id": result.model_id, "max_words": max_words},
+        seeds={"seed": result.seed, "note": "both images start from this seed's noise"},
+        weights=weights, standin=result.standin,
+        timings={"seconds": result.seconds}, outputs={"original": result.original, "removed": result.removed},
+        output_attr={"original": "original", "removed": "removed"},
+    )
+
+
+def replay_generate(*, theme: str, theme_words: list[str], **settings: Any) -> Generation:
+    """A card's replay: the same prompt, theme words, seed and settings through :func:`generate`."""
+    return generate(theme=Theme(theme, tuple(theme_words)), **settings)
 
 
 # --------------------------------------------------------------------------- reviewer view: theme presence

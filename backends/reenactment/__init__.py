@@ -18,7 +18,10 @@ Modules:
 
 CLI: ``python -m backends.reenactment --source S --driving D --out O [--engine E]``
 (``D`` an image or a video; ``O`` a ``.png`` or ``.mp4``);
-``python -m backends.reenactment --pairs LIST.csv --out FOLDER [--ray auto]`` for a list.
+``python -m backends.reenactment --pairs LIST.csv --out FOLDER [--ray auto]`` for a list;
+``python -m backends.reenactment compare SOURCE DRIVING [--json OUT]`` for every engine on one pair, and
+``python -m backends.reenactment compare --pairs LIST.csv --csv OUT.csv`` for every engine on every pair
+(one CSV row per pair and engine: metrics and times, or the reason it did not run).
 """
 
 from __future__ import annotations

@@ -262,10 +262,13 @@ def photo_metrics(res: ReenactResult) -> dict[str, Any]:
         unavailable["pose_error"] = str(exc)
     if content_hash(np.asarray(res.source_aligned)) == content_hash(np.asarray(res.driving_aligned)):
         target = res.driving_aligned.resize(res.result.size, Image.Resampling.LANCZOS)
-        values["psnr"] = metrics.psnr(res.result, target)
+        pixel_values, pixel_missing, pixel_standin = pixel_metrics(res.result, target)
+        values.update(pixel_values)
+        unavailable.update(pixel_missing)
+        standin = standin or pixel_standin
     else:
-        unavailable["psnr"] = "only for a self-reenactment (the same photo as source and driving)"
-    unavailable["lpips"] = "not offered: the lpips package downloads its backbone weights, which Face Lab never does"
+        only = "only for a self-reenactment (the same photo as source and driving)"
+        unavailable["psnr"] = unavailable["lpips"] = only
     return {
         "result": metrics.present(values, standin=standin),
         "baseline_driving_vs_source": metrics.present(baseline, standin=standin),
@@ -274,6 +277,24 @@ def photo_metrics(res: ReenactResult) -> dict[str, Any]:
         "unavailable": unavailable,
         "seconds": round(time.perf_counter() - start, 2),
     }
+
+
+def pixel_metrics(result: Image.Image, target: Image.Image) -> tuple[dict[str, float], dict[str, str], bool]:
+    """PSNR and LPIPS of a result to its target (a self-reenactment's driving face), of one size.
+
+    Returns the values, the metrics left out with the reason (LPIPS without its weights), and whether a
+    stand-in network computed any of them.
+    """
+    from .. import metrics
+    from ..errors import MissingWeightsError
+
+    values = {"psnr": metrics.psnr(result, target)}
+    try:
+        net, standin = metrics.lpips_net()
+        values["lpips"] = metrics.lpips(result, target, net=net)
+    except MissingWeightsError as exc:
+        return values, {"lpips": str(exc)}, False
+    return values, {}, standin
 
 
 # --------------------------------------------------------------------------- every engine on one pair
@@ -341,11 +362,13 @@ def compare_engines(source: ImageSource, driving: ImageSource, *, truncate: bool
 
 
 def compare_main(argv: Sequence[str]) -> int:
-    """``python -m backends.reenactment compare SOURCE DRIVING [--json out.json] [--out-dir DIR]``."""
+    """``python -m backends.reenactment compare SOURCE DRIVING [--json out.json] [--out-dir DIR]`` (the list
+    form, ``compare --pairs LIST.csv --csv OUT.csv``, is :func:`backends.reenactment.pairs.compare_main`)."""
     import json
 
     parser = argparse.ArgumentParser(prog="python -m backends.reenactment compare",
-                                     description="Every engine on one source/driving pair: result, metrics, time.")
+                                     description="Every engine on one source/driving pair: result, metrics, time "
+                                                 "(or `compare --pairs LIST.csv --csv OUT.csv` for a list).")
     parser.add_argument("source")
     parser.add_argument("driving")
     parser.add_argument("--json", dest="json_out", help="write every row (metrics, run cards) here")
@@ -401,10 +424,15 @@ class VideoReenactResult:
     engine: str = "stylemask"
     truncation: float = FAITHFUL_PSI
     seconds: float = 0.0
+    self_reenactment: bool = False  # the source is the driving video's first frame
+    samples: list[VideoSample] = field(default_factory=list)  # the frames the metrics read
+    run_card: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "mode": "video",
+            "self_reenactment": self.self_reenactment,
+            "metric_frames": [s.index for s in self.samples],
             "engine": self.engine,
             "truncation_psi": self.truncation,
             "frames": self.frames,
@@ -414,7 +442,35 @@ class VideoReenactResult:
             "seconds_per_frame": round(self.seconds / max(1, self.frames), 2),
             "standin": self.standin,
             "notices": list(self.notices),
+            "run_card": self.run_card,
         }
+
+
+VIDEO_METRIC_FRAMES = 16  # frames the video metrics read at most (evenly spread over those with a face)
+SAMPLE_LONG_SIDE = 1024  # driving frames kept for the metrics are shrunk to this long side at most
+
+
+@dataclass
+class VideoSample:
+    """One frame the video metrics read: its index, the driving frame, and the result shown for it."""
+
+    index: int
+    driving: np.ndarray
+    result: Image.Image
+
+
+def metric_frame_indices(with_face: Sequence[int], limit: int = VIDEO_METRIC_FRAMES) -> list[int]:
+    """Up to ``limit`` frame indices evenly spread over ``with_face`` (all of them when there are few)."""
+    if len(with_face) <= limit:
+        return list(with_face)
+    picks = np.linspace(0, len(with_face) - 1, limit).round().astype(int).tolist()
+    return [with_face[i] for i in dict.fromkeys(picks)]
+
+
+def _shrunk(frame: np.ndarray, long_side: int = SAMPLE_LONG_SIDE) -> np.ndarray:
+    if max(frame.shape[:2]) <= long_side:
+        return frame.copy()
+    return np.asarray(Image.fromarray(frame).resize(_fit(frame.shape, long_side), Image.Resampling.LANCZOS))
 
 
 def reenact_video(
@@ -427,19 +483,25 @@ def reenact_video(
     progress: ProgressFn | None = None,
     out_dir: str | Path | None = None,
     already_aligned: bool = False,
+    first_frame_as_source: bool = False,
+    metric_frames: int = VIDEO_METRIC_FRAMES,
 ) -> VideoReenactResult:
     """Reenact the source photo with every frame of a driving video (capped at 10 s / 250 frames).
 
     Writes two MP4s into ``out_dir`` (a new temporary folder by default): the comparison
     (source | driving | result) and the result alone. Frames where no face is found reuse the last
     good result and are counted in a notice; a video without any face raises :class:`NoFaceError`.
+    ``first_frame_as_source``: a self-reenactment, the video's first frame is the source (``source`` is
+    ignored). Up to ``metric_frames`` frames with a face are kept for :func:`video_metrics`.
     """
     eng = require_engine(engine)
-    if source is None:
+    if source is None and not first_frame_as_source:
         raise InputError("Please upload a source photo (the identity to keep).")
     start = time.perf_counter()
     report = progress or (lambda _f, _d: None)
     video = read_video(video_path)  # VideoError for corrupt, empty or audio-only files
+    if first_frame_as_source:
+        source, already_aligned = video.frames[0], False
     standin = eng.load()
     report(0.0, "Inverting the source")
     src = eng.prepare_source(source, already_aligned=already_aligned)
@@ -458,6 +520,8 @@ def reenact_video(
     # Frames without a face are reenacted with the nearest earlier good frame's landmarks and pixels
     # (the first good one for leading frames): reenacting a frame with no face in it means nothing.
     driver = fill_gaps([None if p is None else (i, p, boxes[i]) for i, p in enumerate(landmarks)])
+    sample_at = set(metric_frame_indices([i for i, p in enumerate(landmarks) if p is not None], metric_frames))
+    samples: list[VideoSample] = []
     results: list[np.ndarray] = []
     comparisons: list[np.ndarray] = []
     cache: dict[int, np.ndarray] = {}
@@ -474,6 +538,8 @@ def reenact_video(
         shown = cache[j]
         small = np.asarray(Image.fromarray(shown).resize(_fit(shown.shape, VIDEO_RESULT_SIZE), Image.LANCZOS))
         results.append(small)
+        if i in sample_at:
+            samples.append(VideoSample(i, _shrunk(frame), Image.fromarray(shown)))
         comparisons.append(side_by_side([source_panel, frame, small], height=VIDEO_PANEL_HEIGHT))
         if i == 0:
             first_result = Image.fromarray(shown)
@@ -492,7 +558,7 @@ def reenact_video(
     if standin:
         notices.append(_standin_notice(eng, "videos"))
     report(1.0, "Done")
-    return VideoReenactResult(
+    result = VideoReenactResult(
         comparison_video=comparison_path,
         result_video=result_path,
         source_aligned=src.aligned.image,
@@ -506,7 +572,165 @@ def reenact_video(
         engine=engine,
         truncation=psi,
         seconds=time.perf_counter() - start,
+        self_reenactment=first_frame_as_source,
+        samples=samples,
     )
+    result.run_card = video_run_card(result, source, video_path, truncate=truncate, paste_back=paste_back,
+                                     already_aligned=already_aligned, weights=eng.weights)
+    return result
+
+
+# --------------------------------------------------------------------------- reviewer view of a video
+
+
+def video_run_card(res: VideoReenactResult, source: ImageSource, video_path: str | Path, *, truncate: bool,
+                   paste_back: bool, already_aligned: bool, weights: Sequence[str]) -> dict[str, Any]:
+    """The run card of a video reenactment; :func:`replay_video` re-runs it from the card's inputs."""
+    from .. import runcard
+
+    inputs: dict[str, Any] = {"driving_video": video_path}
+    if not res.self_reenactment:
+        inputs = {"source": source, **inputs}
+    return runcard.make_card(
+        method="reenactment_video", engine=res.engine, replay="backends.reenactment.common:replay_video",
+        inputs=inputs,
+        settings={"engine": res.engine, "truncate": bool(truncate), "paste_back": bool(paste_back),
+                  "already_aligned": bool(already_aligned), "first_frame_as_source": res.self_reenactment},
+        seeds={"mean_latent_seed": 0, "note": "no random draws per request: the result depends on the inputs only"},
+        weights=weights, standin=res.standin,
+        timings={"seconds": res.seconds, "seconds_per_frame": res.seconds / max(1, res.frames)},
+        outputs={"result_video": res.result_video}, output_attr={"result_video": "result_video"},
+    )
+
+
+def replay_video(*inputs: str, **settings: Any) -> VideoReenactResult:
+    """A video card's replay: ``(source, driving_video)``, or ``(driving_video,)`` for a self-reenactment."""
+    if settings.get("first_frame_as_source"):
+        return reenact_video(None, *inputs, **settings)
+    return reenact_video(*inputs, **settings)
+
+
+VIDEO_KEYS = ("identity_cosine", "pose_error", "expression_error", "jaw_error")
+SELF_KEYS = ("psnr", "lpips")
+
+
+def _aligned_face(image: Image.Image | np.ndarray, size: int = 256) -> np.ndarray | None:
+    """The largest face of ``image`` FFHQ-aligned at ``size``, or None when no face is found."""
+    from ..face import align_ffhq
+    from ..face.detect import detect_faces
+
+    rgb = np.ascontiguousarray(np.asarray(image))
+    try:
+        face = detect_faces(rgb, what="image")[0]
+    except NoFaceError:
+        return None
+    return np.asarray(align_ffhq(rgb, face.landmarks, size).image)
+
+
+def self_reenactment_pair(result: Image.Image, driving: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The result's face and the driving frame's face, both FFHQ-aligned at 256 by the same detector
+    (the result taken as given when no face is found in it); None without a face in the driving frame."""
+    target = _aligned_face(driving)
+    if target is None:
+        return None
+    face = _aligned_face(result)
+    if face is None:
+        face = np.asarray(result.convert("RGB").resize(target.shape[1::-1], Image.Resampling.LANCZOS))
+    return face, target
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(kept)) if kept else None
+
+
+def video_metrics(res: VideoReenactResult, progress: ProgressFn | None = None) -> dict[str, Any]:
+    """The photo metrics per sampled frame of a video reenactment, and their averages.
+
+    Per frame: identity (CSIM) source↔result, pose/expression/jaw errors driving frame↔result and the
+    driving↔source baseline; for a self-reenactment also PSNR and LPIPS of the result's face to the
+    driving frame's face (both aligned by the same detector). Frames are those the run kept
+    (``res.samples``: at most :data:`VIDEO_METRIC_FRAMES`, evenly spread over the frames with a face).
+    """
+    from .. import metrics
+    from ..errors import MissingWeightsError
+
+    report = progress or (lambda _f, _d: None)
+    start = time.perf_counter()
+    keys = VIDEO_KEYS + (SELF_KEYS if res.self_reenactment else ())
+    per_frame: dict[str, list[float | None]] = {k: [] for k in keys}
+    baseline: dict[str, list[float | None]] = {k: [] for k in VIDEO_KEYS[1:]}
+    unavailable: dict[str, str] = {}
+    standin = res.standin
+    arc = deca = lpips_net = None
+    try:
+        arc, arc_standin = metrics.arcface()
+        standin = standin or arc_standin
+    except MissingWeightsError as exc:
+        unavailable["identity_cosine"] = str(exc)
+    try:
+        from .vox import get_deca
+
+        deca = get_deca()
+        source_pose = metrics.face_pose(res.source_aligned, net=deca)
+    except MissingWeightsError as exc:
+        unavailable["pose_error"] = str(exc)
+    if res.self_reenactment:
+        try:
+            lpips_net, lpips_standin = metrics.lpips_net()
+            standin = standin or lpips_standin
+        except MissingWeightsError as exc:
+            unavailable["lpips"] = str(exc)
+    else:
+        unavailable["psnr"] = unavailable["lpips"] = ("only for a self-reenactment (tick 'driving video is of the "
+                                                      "source person')")
+    for n, sample in enumerate(res.samples):
+        report(n / max(1, len(res.samples)), f"Metrics of frame {sample.index + 1}")
+        frame_values = _frame_metrics(sample, res, arc, deca, lpips_net, source_pose if deca is not None else None)
+        for key in keys:
+            per_frame[key].append(frame_values.get(key))
+        for key in baseline:
+            baseline[key].append(frame_values.get(f"baseline_{key}"))
+    averages = {k: _mean(v) for k, v in per_frame.items() if k not in unavailable and _mean(v) is not None}
+    baseline_avg = {k: _mean(v) for k, v in baseline.items() if _mean(v) is not None}
+    seconds = time.perf_counter() - start
+    return {
+        "frames": [s.index for s in res.samples],
+        "times": [round(s.index / res.fps, 3) if res.fps else s.index for s in res.samples],
+        "sampled": (f"metrics on {len(res.samples)} of {res.frames} frames, evenly spread over the frames with a "
+                    "face" + (" (every frame)" if len(res.samples) == res.frames else "")),
+        "average": metrics.present(averages, standin=standin),
+        "baseline_driving_vs_source_average": metrics.present(baseline_avg, standin=standin),
+        "per_frame": {k: [None if v is None else round(v, 4) for v in vals] for k, vals in per_frame.items()
+                      if k not in unavailable},
+        "baseline_per_frame": {k: [None if v is None else round(v, 4) for v in vals] for k, vals in baseline.items()},
+        "about": metrics.about([*averages, *baseline_avg]),
+        "unavailable": unavailable,
+        "meaningful": not standin,
+        "seconds": round(seconds, 2),
+        "seconds_per_frame": round(seconds / max(1, len(res.samples)), 3),
+    }
+
+
+def _frame_metrics(sample: VideoSample, res: VideoReenactResult, arc: Any, deca: Any, lpips_net: Any,
+                   source_pose: Any) -> dict[str, float]:
+    """One sampled frame's metrics (and the ``baseline_*`` pose errors driving↔source)."""
+    from .. import metrics
+
+    out: dict[str, float] = {}
+    if arc is not None:
+        out["identity_cosine"] = metrics.identity_pair(res.source_aligned, sample.result, net=arc)[0]
+    if deca is not None:
+        driving = metrics.face_pose(sample.driving, net=deca)
+        out.update(metrics.pose_errors(driving, metrics.face_pose(sample.result, net=deca)))
+        out.update({f"baseline_{k}": v for k, v in metrics.pose_errors(driving, source_pose).items()})
+    if res.self_reenactment:
+        pair = self_reenactment_pair(sample.result, sample.driving)
+        if pair is not None:
+            out["psnr"] = metrics.psnr(*pair)
+            if lpips_net is not None:
+                out["lpips"] = metrics.lpips(*pair, net=lpips_net)
+    return out
 
 
 def _fit(shape: Sequence[int], long_side: int) -> tuple[int, int]:

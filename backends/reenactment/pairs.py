@@ -119,6 +119,101 @@ def reenact_pairs(pairs_list: str | Path, out_dir: str | Path, run: RunOptions |
     return run_job(job, pair_items(read_pairs(pairs_list)), out_dir, run, on_progress=on_progress)
 
 
+# --------------------------------------------------------------------------- every engine on every pair
+
+COMPARE_FIELDS = ("pair", "source", "driving", "engine", "status", "reason", "result_seconds", "metrics_seconds",
+                  *common.COMPARE_KEYS, "psnr", "lpips", "meaningful")
+
+
+def compare_rows(number: int, source: Path, driving: Path, *, truncate: bool = True,
+                 engines: Sequence[str] = common.ENGINES) -> list[dict[str, Any]]:
+    """One CSV row per engine for one pair: its metrics and times, or why it did not run.
+
+    A pair that cannot run (no face, unreadable file, a driving video) gives every available engine's row the
+    status ``no_face`` or ``failed`` and the reason; an engine without its weights gives ``unavailable``.
+    """
+    base = {"pair": number, "source": str(source), "driving": str(driving)}
+    if driving.suffix.lower() in common.VIDEO_SUFFIXES:
+        return [base | {"engine": e, "status": "failed", "reason": "compare reads driving photos; this is a video"}
+                for e in engines]
+    try:
+        runs = common.compare_engines(str(source), str(driving), truncate=truncate, engines=engines)
+    except FaceLabError as exc:
+        status = "no_face" if isinstance(exc, NoFaceError) else "failed"
+        rows = []
+        for engine in engines:  # an engine without its weights is still listed as such
+            known = common.engine_status(engine)
+            rows.append(base | {"engine": engine, "status": status if known.available else "unavailable",
+                                "reason": str(exc) if known.available else known.reason})
+        return rows
+    rows = []
+    for run in runs:
+        row = base | {"engine": run.engine}
+        if run.result is None:
+            rows.append(row | {"status": "unavailable", "reason": run.reason})
+            continue
+        row |= {"status": "ok", "result_seconds": round(run.seconds, 3),
+                "metrics_seconds": round(run.metrics_seconds, 3), "meaningful": not run.result.standin}
+        row |= {key: run.value(key) for key in (*common.COMPARE_KEYS, "psnr", "lpips")}
+        rows.append(row)
+    return rows
+
+
+def compare_pairs(pairs_list: str | Path, csv_path: str | Path, *, truncate: bool = True,
+                  engines: Sequence[str] = common.ENGINES,
+                  on_pair: common.ProgressFn | None = None) -> list[dict[str, Any]]:
+    """Every engine on every pair of the list (``source,driving`` rows), one CSV row per pair and engine.
+
+    The CSV is written as the pairs finish (a stopped run keeps its rows); returns every row.
+    """
+    pairs = read_pairs(pairs_list)
+    out = Path(csv_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    with out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COMPARE_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for number, (source, driving) in enumerate(pairs, start=1):
+            if on_pair is not None:
+                on_pair((number - 1) / len(pairs), f"pair {number} of {len(pairs)}: {source.name} -> {driving.name}")
+            pair_rows = compare_rows(number, source, driving, truncate=truncate, engines=engines)
+            writer.writerows(pair_rows)
+            handle.flush()
+            rows += pair_rows
+    return rows
+
+
+def compare_main(argv: Sequence[str]) -> int:
+    """``python -m backends.reenactment compare --pairs LIST.csv --csv OUT.csv``: the CSV and a summary line."""
+    from collections import Counter
+
+    parser = argparse.ArgumentParser(prog="python -m backends.reenactment compare --pairs",
+                                     description="Every engine on every 'source,driving' row of a CSV list: one "
+                                                 "row per pair and engine (metrics, times, or why it did not run).")
+    parser.add_argument("--pairs", required=True, metavar="LIST.csv", help="rows 'source,driving' (paths)")
+    parser.add_argument("--csv", dest="csv_out", required=True, metavar="OUT.csv", help="the rows are written here")
+    parser.add_argument("--no-truncation", action="store_true", help="skip the psi 0.7 truncation (higher fidelity)")
+    parser.add_argument("--stand-in-weights", action="store_true",
+                        help="deterministic random weights instead of checkpoints (outputs are not results)")
+    args = parser.parse_args(argv)
+    if args.stand_in_weights:
+        enable_standin(True)
+
+    def progress(_fraction: float, desc: str) -> None:
+        print(desc, file=sys.stderr)
+
+    try:
+        rows = compare_pairs(args.pairs, args.csv_out, truncate=not args.no_truncation, on_pair=progress)
+    except FaceLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    counts = Counter(row["status"] for row in rows)
+    print(f"wrote {args.csv_out}: {len(rows)} rows ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))})")
+    if any(row.get("meaningful") is False for row in rows):
+        print("note: stand-in weights: the numbers are not meaningful", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m backends.reenactment --pairs LIST.csv --out FOLDER``: the CLI's list mode."""
     parser = argparse.ArgumentParser(

@@ -80,3 +80,17 @@ def mini_xception(path: Path) -> None:
     from ..networks.mini_xception import load_mini_xception_hdf5
 
     load_mini_xception_hdf5(path)
+
+
+def alexnet(path: Path) -> None:
+    """torchvision's ``alexnet-owt-7be5be79.pth``: every features and classifier tensor at its shape."""
+    from ..networks.lpips import check_alexnet
+
+    check_alexnet(path, classifier=True)
+
+
+def lpips_alex_linear(path: Path) -> None:
+    """lpips' ``weights/v0.1/alex.pth``: exactly the five 1x1 linear layers."""
+    from ..networks.lpips import check_linear_layers
+
+    check_linear_layers(path)
