@@ -97,13 +97,13 @@ def edit_path(start: str, photo: str | None, seed: float | None, corpus: str, pa
     folder = results_dir("latent_paths")
     png = folder / "latent_path_edit.png"
     res.final.save(png)
-    write_card(res.run_card, folder, {"final": png.name})  # the run card, beside the PNG (also in the details)
+    card = write_card(res.run_card, folder, {"final": png.name})  # the run card, beside the PNG (and in the details)
     seal(folder)
     stages = [(res.origin, "Start (inversion)" if res.start.kind == "photo" else f"Start (seed {res.start.seed})")]
     if res.start.inversion is not None:
         stages.insert(0, (res.start.inversion.aligned.image, "Aligned photo"))
     stages.append((res.image, f"Strength {res.strength:+.2f}"))
-    return res.final, (res.origin, res.image), stages, str(png), res.to_dict()
+    return res.final, (res.origin, res.image), stages, str(png), res.to_dict(), str(card)
 
 
 def _example_edit(photo: str):
@@ -180,6 +180,8 @@ def build() -> None:
                     before_after = gr.ImageSlider(label="Before / after (start vs edit)", interactive=False)
                     stages = gr.Gallery(label="Aligned photo, start and edit", columns=3, height=180)
                     png = gr.File(label="Download PNG", interactive=False)
+                    edit_card = gr.File(label="Run card (JSON): python -m backends.replay run_card.json [PHOTO]",
+                                        interactive=False, elem_id="cc-card")
                 with gr.Tab("Strip", id="strip"):
                     strip_image = gr.Image(label="Strip: −max … +max", interactive=False, elem_id="cc-strip-image")
                     plot = gr.Image(label="CLIP margin along the path", interactive=False)
@@ -202,7 +204,7 @@ def build() -> None:
     wire(path.change, sentences, [corpus, path], dipole, api_visibility="private", queue=False)
     inputs = [start, photo, seed, corpus, path]
     options = [eps, render_mode, paste_back]
-    edit_outputs = [result, before_after, stages, png, details]
+    edit_outputs = [result, before_after, stages, png, details, edit_card]
     with examples_box:  # made once the outputs exist
         lazy_examples([[asset("astronaut.png")], [asset("camera.png")]], [photo], _example_edit, edit_outputs,
                       on_click=[(start, "photo"), (result_tabs, gr.update(selected="edit"))], elem_id="cc-examples",

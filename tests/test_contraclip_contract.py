@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
@@ -22,9 +25,12 @@ def test_endpoints_are_named(client):
 
 
 def test_edit_from_a_seed(client):
-    image, pair, stages, png, details = client.predict(
+    image, pair, stages, png, details, card = client.predict(
         "seed", None, 11, "attributes", "Older ↔ younger", -0.45, 0.15, "stored", False, api_name="/edit_latent_path"
     )
+    saved = json.loads(Path(card).read_text())
+    assert saved["method"] == "latent_paths_edit" and saved["settings"] == details["run_card"]["settings"]
+    assert saved["settings"]["seed"] == 11 and saved["outputs"]["final"]["file"] == Path(png).name
     assert Image.open(image).size == (1024, 1024) and Image.open(png).size == (1024, 1024)
     before, after = pair
     assert Image.open(before).size == (1024, 1024) and Image.open(after).size == (1024, 1024)
