@@ -139,6 +139,17 @@ def test_the_owner_repo_is_asked_first_then_the_public_one(hub, entry, tiny_fold
     assert again.status == "present" and len(hub.calls) == 1 + len(entry.folder_files)
 
 
+def test_a_lone_cached_index_is_not_the_folder(hub, entry, tiny_folder):
+    """An index file alone in the hub cache (a preload of model_index.json only) does not count as present."""
+    lone = hub.cache / PUBLIC / "model_index.json"
+    lone.parent.mkdir(parents=True)
+    shutil.copyfile(tiny_folder / "model_index.json", lone)
+    assert download.find_local(KEY) is None
+    hub.serve(PUBLIC, tiny_folder)
+    assert download.fetch(KEY, progress=False).status == "downloaded"
+    assert download.find_local(KEY) == lone
+
+
 def test_the_owner_repo_serves_the_folder_from_its_sub_folder(hub, entry, tiny_folder):
     hub.serve(OWNER, tiny_folder, prefix="sd-turbo")
     result = download.fetch(KEY, progress=False)

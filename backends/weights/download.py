@@ -147,12 +147,17 @@ def find_local(key: str) -> Path | None:
         return bundled
     for source in _hub_sources(entry):
         cached = _hub_cached(source)
-        if cached is not None:
+        if cached is not None and _complete(entry, cached):
             return cached
     url_cached = cache_dir() / entry.filename
     if url_cached.is_file():
         return url_cached
     return None
+
+
+def _complete(entry: Checkpoint, index: Path) -> bool:
+    """True unless ``entry`` is a folder missing some of its files beside ``index`` (a lone preloaded index)."""
+    return all((index.parent / name).is_file() for name in entry.folder_files)
 
 
 def _hub_cached(source: Source) -> Path | None:
