@@ -249,3 +249,21 @@ def test_every_file_is_locked_and_verify_covers_them(hub, entry, tiny_folder):
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x01")
     assert dict(verify())[KEY] == "CORRUPT (vae/diffusion_pytorch_model.safetensors differs from the lock " \
                                   "file's sha256)"
+
+
+def test_the_tab_fetches_sd_turbo_through_the_manager_with_progress(hub, entry, tiny_folder, monkeypatch):
+    """The PoS tab's loader asks the weight manager (owner repo first, progress on the request's reporter)."""
+    import dataclasses
+
+    from backends.pos_subspaces import text_to_image as t2i
+
+    monkeypatch.setitem(REGISTRY, "sd_turbo", dataclasses.replace(entry, key="sd_turbo"))
+    hub.serve(PUBLIC, tiny_folder)
+    events = []
+    with report_downloads(events.append):
+        folder = t2i._sd_turbo_folder()
+    assert hub.calls[0][0] == OWNER and folder == hub.cache / PUBLIC
+    assert {e.key for e in events} == {"sd_turbo"} and events[-1].stage == "done"
+    assert set(read_lock()["sd_turbo"]["files"]) == set(entry.folder_files)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the next request finds the folder: nothing is asked again
+    assert t2i._sd_turbo_folder() == folder and len(hub.calls) == 1 + len(entry.folder_files)
