@@ -165,7 +165,8 @@ def sd_turbo_folder(out: Path) -> Path:
     """A diffusers ``StableDiffusionPipeline`` folder laid out like ``stabilityai/sd-turbo``, but tiny.
 
     The same classes, file names and folders (model_index.json; text_encoder, tokenizer, unet, vae,
-    scheduler), the real CLIP BPE vocabulary and SD-Turbo's scheduler; the networks are the tiny wiring
+    scheduler; the 12 files the weight manager fetches), the real CLIP BPE vocabulary and SD-Turbo's
+    scheduler; the networks are the tiny wiring
     configs (32-wide text encoder, 2-level UNet and VAE), which the folder's own config.json files
     describe: diffusers builds what the folder says, and nothing pins the folder's size or digests.
     """
@@ -179,7 +180,19 @@ def sd_turbo_folder(out: Path) -> Path:
     pipe.tokenizer = tokenizer
     pipe.register_modules(tokenizer=tokenizer)
     pipe.save_pretrained(out, safe_serialization=True)
+    sd_turbo_tokenizer_files(out / "tokenizer", vocab)
     return out
+
+
+def sd_turbo_tokenizer_files(folder: Path, vocab: Path) -> None:
+    """The tokenizer files as stabilityai/sd-turbo has them (vocab.json, merges.txt, special_tokens_map.json,
+    tokenizer_config.json), not the single tokenizer.json that recent transformers releases save."""
+    for name in ("vocab.json", "merges.txt"):
+        (folder / name).write_bytes((vocab / name).read_bytes())
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "!",
+               "unk_token": "<|endoftext|>"}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    (folder / "tokenizer.json").unlink(missing_ok=True)
 
 
 def clip_bpe_files(folder: Path) -> tuple[str, str]:

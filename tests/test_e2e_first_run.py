@@ -11,6 +11,9 @@ the lock file), and the Models tab must show every tab ready; a next start (the 
 environment) finds every file and asks the server for nothing. No request can leave the machine: the app's
 process resolves public names only to the server and refuses connections elsewhere.
 
+SD-Turbo's diffusers folder comes through the weight manager like every other file (the owner's repo, under
+``sd-turbo/``, first; its 12 files one by one; the folder checked; each file's sha256 in the lock file).
+
 Sizes: every checkpoint is at its real size (6.8 GB in all; each is loaded strictly by its network, which
 accepts nothing smaller) except SD-Turbo, served as a tiny pipeline in the sd-turbo folder layout (3.6 MB
 of tokenizer, 10 MB of weights): the folder's own configs define its networks and nothing pins its size,
@@ -322,8 +325,8 @@ def test_every_file_arrived_and_passed_its_check(first_run):
 
     A file with a registry sha256 only takes its name after matching it (hashed here: they are small); any
     other file only after its strict loader read it, which the lock file records with the app's own sha256
-    of the accepted file (compared here, so 6.6 GB are not hashed twice). SD-Turbo's folder is fetched by
-    diffusers, which the product leaves unchecked: its model_index.json is compared.
+    of the accepted file (compared here, so 6.6 GB are not hashed twice). SD-Turbo's folder comes through the
+    same path, file by file: the lock file has the sha256 and size of each of its files.
     """
     root, served = first_run["root"], first_run["served"]
     lock = json.loads((root / "xdg-cache" / "facelab" / "weights.lock.json").read_text())["files"]
@@ -331,8 +334,15 @@ def test_every_file_arrived_and_passed_its_check(first_run):
         if key == BUNDLED:
             continue
         path = cached_copy(root, key, item)
-        if REGISTRY[key].sha256 or key == "sd_turbo":
+        if REGISTRY[key].sha256:
             assert file_sha256(path) == item.payload_sha256, key
+            continue
+        if REGISTRY[key].is_folder:
+            served_files = {name: {"sha256": f.sha256, "size": f.size} for name, f in item.hub_files().items()}
+            assert lock[key]["files"] == served_files, f"{key}: not every file of the folder was checked"
+            assert set(served_files) == set(REGISTRY[key].folder_files), key
+            assert lock[key]["path"] == str(path) and lock[key]["sha256"] == item.payload_sha256, key
+            assert lock[key]["size"] == item.payload_bytes, key
             continue
         assert lock[key]["sha256"] == item.payload_sha256, f"{key} was not accepted by its strict check"
         assert lock[key]["path"] == str(path) and path.stat().st_size == item.payload_bytes, key
@@ -374,4 +384,11 @@ def test_downloads_went_through_every_loopback_host(first_run):
     repeated = {p: n for p, n in Counter(p.split("?confirm")[0] for p in files).items() if n > 1}
     assert not repeated, repeated
     assert not any(BUNDLED in p for p in gets)  # YuNet comes with the code
+    # SD-Turbo's folder, like every other file, is asked of the owner's repo (under sd-turbo/) first.
+    asked = [line.split(" ", 1)[1] for line in hosts.requests]
+    owner = next(i for i, p in enumerate(asked) if p.startswith(f"/{HUB_HOST}/{HOST_REPO}/resolve/main/sd-turbo/"))
+    public = next(i for i, p in enumerate(asked) if p.startswith(f"/{HUB_HOST}/{SD_TURBO_REPO}/"))
+    assert owner < public, (asked[owner], asked[public])
+    turbo = sorted(p.split("/resolve/", 1)[1].split("/", 1)[1] for p in files if f"/{SD_TURBO_REPO}/" in p)
+    assert turbo == sorted(REGISTRY["sd_turbo"].folder_files)  # only the files the pipeline loads, once each
     assert len(served) == len(REGISTRY) - 1  # every file but the host-supplied one has a public source

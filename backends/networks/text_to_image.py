@@ -30,6 +30,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -291,11 +292,18 @@ def tiny_pipeline(base_seed: int = 0, device: str | torch.device = "cpu") -> Any
 
 def load_pretrained_pipeline(model_id: str, device: str | torch.device, dtype: torch.dtype,
                              revision: str | None = None) -> Any:
-    """A diffusers text-to-image pipeline from the hub cache or a local folder (no safety checker)."""
+    """A diffusers text-to-image pipeline from the hub cache or a local folder (no safety checker).
+
+    No variant is asked for: the plain (fp32) safetensors are read and cast to ``dtype``, which is what the
+    weight manager fetches for SD-Turbo (backends/weights/data/pos_subspaces.py). A local folder is read
+    with ``local_files_only``: the hub is not contacted.
+    """
     from diffusers import AutoPipelineForText2Image
 
-    pipe = AutoPipelineForText2Image.from_pretrained(model_id, revision=revision, torch_dtype=dtype,
-                                                     use_safetensors=True)
+    local = Path(model_id).is_dir()
+    pipe = AutoPipelineForText2Image.from_pretrained(model_id, revision=None if local else revision,
+                                                     torch_dtype=dtype, use_safetensors=True,
+                                                     local_files_only=local)
     if getattr(pipe, "safety_checker", None) is not None:
         pipe.safety_checker = None  # images are shown side by side to compare; the host adds moderation
     pipe.set_progress_bar_config(disable=True)

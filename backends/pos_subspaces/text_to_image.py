@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -114,24 +115,42 @@ def _hub_reason(exc: BaseException) -> str:
 
 
 def _load_real_pipeline(model_id: str, device: torch.device) -> Any:
-    from ..weights import find_local, get_entry, missing_message, offline
-
-    entry = get_entry("sd_turbo")
-    source: str = model_id
+    """SD-Turbo from its folder fetched and checked by the weight manager; another model id through diffusers."""
     if model_id == SD_TURBO_ID:
-        local = find_local("sd_turbo")
-        if local is not None:
-            source = str(local.parent)
+        return _load_folder(_sd_turbo_folder(), device)
+    from ..weights import offline
+
     try:
-        return load_pretrained_pipeline(source, device, get_dtype(device))
+        return load_pretrained_pipeline(model_id, device, get_dtype(device))
     except (OSError, ValueError) as exc:
-        if source != model_id:  # the folder is there but does not load: say why, it is not "missing"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"The text-to-image folder {source} could not be loaded: {first}") from None
         reason = "Downloads are off (HF_HUB_OFFLINE=1)." if offline() else _hub_reason(exc)
-        if model_id == SD_TURBO_ID:
-            raise MissingWeightsError(missing_message(entry, reason), key=entry.key, filename=entry.filename) from None
         raise MissingWeightsError(f"The text-to-image model '{model_id}' could not be loaded. {reason}") from None
+
+
+def _sd_turbo_folder() -> Path:
+    """SD-Turbo's diffusers folder: found or downloaded ($FACELAB_HUB_REPO first, with progress), then checked.
+
+    Raises MissingWeightsError (the weight manager's account of every source) or CheckpointError naming the
+    file that is missing or unreadable.
+    """
+    from ..weights import weights_path
+    from ..weights.folders import check_folder
+
+    folder = weights_path("sd_turbo").parent
+    try:
+        check_folder(folder)
+    except CheckpointError as exc:
+        raise CheckpointError(f"The text-to-image folder {folder} is incomplete: {exc}.") from None
+    return folder
+
+
+def _load_folder(folder: Path, device: torch.device) -> Any:
+    """The pipeline from a local folder only: diffusers reads it from disk and never contacts the hub."""
+    try:
+        return load_pretrained_pipeline(str(folder), device, get_dtype(device))
+    except (OSError, ValueError) as exc:  # the folder is there but does not load: say why, it is not "missing"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"The text-to-image folder {folder} could not be loaded: {first}") from None
 
 
 @memory.managed("SD-Turbo text-to-image")

@@ -27,6 +27,8 @@ Modules:
 * :mod:`.registry`: the assembled ``REGISTRY``, tabs, the cache folder;
 * :mod:`.download`: resolution (mirror, caches), downloads with progress, the missing-file message;
 * :mod:`.lock`: sha256, the lock file, structure checks; :mod:`.checks`: the strict loaders per key;
+* :mod:`.folders`: checkpoints that are a folder (SD-Turbo's diffusers pipeline): the files fetched, the folder
+  check, the lock record of every file (sha256, size) that ``verify`` reads;
 * :mod:`.load`: :func:`load_checkpoint` by key, or its stand-in;
 * :mod:`.report`: tables for the Models tab and the CLI, and ``verify``;
 * :mod:`.cli`: ``python -m backends.weights``.

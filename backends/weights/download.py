@@ -26,6 +26,7 @@ from typing import Any
 from ..errors import CheckpointError, MissingWeightsError
 from ..standin import standin_enabled
 from .entry import Checkpoint, Source
+from .folders import check_folder, fetch_order, folder_record, folder_size, host_path, repo_path
 from .lock import _check_digest, _refuse_html, _SourceFailed, _write_lock, check_structure, known_sha256, sha256_of
 from .registry import CLI, HUB_REPO_ENV, TABS, WEIGHTS_DIR_ENV, cache_dir, get_entry, human_size, log, offline
 
@@ -87,6 +88,7 @@ class _Reporter:
         self.entry = entry
         self.callbacks = [c for c in (callback, _REPORTER.get(), _print_progress if printer else None) if c]
         self.source = ""
+        self.filename = entry.filename  # a folder's download names the file it is at
         self._last = 0.0
 
     def emit(self, stage: str, done: int = 0, total: int | None = None, message: str = "") -> None:
@@ -94,7 +96,7 @@ class _Reporter:
         if stage == "bytes" and now - self._last < 0.1 and (total is None or done < total):
             return
         self._last = now
-        event = DownloadProgress(self.entry.key, self.entry.filename, self.source, stage, done, total, message)
+        event = DownloadProgress(self.entry.key, self.filename, self.source, stage, done, total, message)
         for callback in self.callbacks:
             callback(event)
 
@@ -122,7 +124,7 @@ def _hub_sources(entry: Checkpoint) -> list[Source]:
     sources = [s for s in entry.sources if s.hub_repo]
     host_repo = _host_repo()
     if host_repo:
-        sources.insert(0, Source(hub_repo=host_repo, hub_path=entry.filename, verified=True,
+        sources.insert(0, Source(hub_repo=host_repo, hub_path=host_path(entry), verified=True,
                                  origin=f"${HUB_REPO_ENV}"))
     return sources
 
@@ -145,12 +147,17 @@ def find_local(key: str) -> Path | None:
         return bundled
     for source in _hub_sources(entry):
         cached = _hub_cached(source)
-        if cached is not None:
+        if cached is not None and _complete(entry, cached):
             return cached
     url_cached = cache_dir() / entry.filename
     if url_cached.is_file():
         return url_cached
     return None
+
+
+def _complete(entry: Checkpoint, index: Path) -> bool:
+    """True unless ``entry`` is a folder missing some of its files beside ``index`` (a lone preloaded index)."""
+    return all((index.parent / name).is_file() for name in entry.folder_files)
 
 
 def _hub_cached(source: Source) -> Path | None:
@@ -215,7 +222,12 @@ def fetch(
 
 def _present(key: str, path: Path) -> FetchResult:
     digest, _ = known_sha256(key, path)  # the digest it must have; `verify` hashes the file
-    return FetchResult(key, "present", path, _where(path), path.stat().st_size, digest or "")
+    return FetchResult(key, "present", path, _where(path), _stored_size(key, path), digest or "")
+
+
+def _stored_size(key: str, path: Path) -> int:
+    """The bytes ``key`` takes on disk: the whole folder for a folder entry."""
+    return folder_size(key, path) if get_entry(key).is_folder else path.stat().st_size
 
 
 _KEY_LOCKS: dict[str, threading.Lock] = {}
@@ -246,8 +258,9 @@ def _download_first_good(entry: Checkpoint, sources: list[Source], reporter: _Re
             reporter.emit("failed", message=line)
             continue
         digest, _ = known_sha256(key)
-        reporter.emit("done", path.stat().st_size, path.stat().st_size)
-        return FetchResult(key, "downloaded", path, source.location(), path.stat().st_size, digest or "",
+        size = _stored_size(key, path)
+        reporter.emit("done", size, size)
+        return FetchResult(key, "downloaded", path, source.location(), size, digest or "",
                            time.monotonic() - started, attempts=attempts)
     tried = " ".join(f"({n}) {a}." for n, a in enumerate(attempts, 1))
     message = missing_message(entry, f"Every source failed, in the order tried: {tried}", tried=True)
@@ -366,7 +379,9 @@ def _fetch_from(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
     if why:
         raise _SourceFailed(f"nothing ({why})")
     if source.kind == "hub":
-        return _fetch_hub(entry, source, reporter)
+        return _fetch_hub_folder(entry, source, reporter) if entry.is_folder else _fetch_hub(entry, source, reporter)
+    if entry.is_folder:
+        raise _SourceFailed("nothing: a folder comes from a hub repo only")
     target = cache_dir() / entry.filename
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
@@ -546,6 +561,51 @@ def _fetch_hub(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
         _drop_hub_file(path)
         raise
     return path
+
+
+def _hub_download(repo: str, path: str, revision: str, tqdm_class: Any) -> Path:
+    """One hub file into the Hugging Face cache (the seam the folder download goes through)."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo, path, revision=revision, tqdm_class=tqdm_class))
+
+
+def _fetch_hub_folder(entry: Checkpoint, source: Source, reporter: _Reporter) -> Path:
+    """A folder entry's files from one hub source, one by one (the index last), then checked and locked.
+
+    Only ``entry.folder_files`` are fetched, each with its bytes reported under its own name; the first
+    file the source lacks moves on to the next source. The index file is removed again when the check
+    fails, so a half or bad folder is never found as present. Returns the index file's path.
+    """
+    fetched: dict[str, Path] = {}
+    for name in fetch_order(entry):
+        reporter.filename = name
+        try:
+            fetched[name] = _hub_download(source.hub_repo, repo_path(source, name), source.revision,
+                                          _tqdm_bridge(reporter))
+        except Exception as exc:  # EntryNotFound, RepositoryNotFound, GatedRepo, HTTP and connection errors
+            raise _SourceFailed(f"{_hub_answer(exc)} for {repo_path(source, name)}") from None
+        finally:
+            reporter.filename = entry.filename
+    index = fetched[entry.filename]
+    reporter.emit("checking", sum(p.stat().st_size for p in fetched.values()))
+    try:
+        check_folder(index.parent)
+    except CheckpointError as exc:
+        _drop_hub_file(index)
+        raise _SourceFailed(f"a folder that is not {entry.title} ({exc})") from None
+    sizes = {name: path.stat().st_size for name, path in fetched.items()}
+    _write_lock(entry.key, {
+        "filename": entry.filename,
+        "sha256": sha256_of(index),
+        "size": sum(sizes.values()),
+        "files": folder_record(index.parent, sizes),
+        "source": source.location(),
+        "origin": source.origin,
+        "path": str(index),
+        "recorded": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+    })
+    return index
 
 
 def _drop_hub_file(path: Path) -> None:

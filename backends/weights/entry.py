@@ -82,6 +82,11 @@ class Checkpoint:
     expect_keys: tuple[str, ...] = ()
     name: str = ""  # what a visitor calls it, where the title's first words do not say it well
     optional: str = ""  # what runs instead when the file is absent (the tab still works without it)
+    # A checkpoint that is a folder (a diffusers pipeline): ``filename`` is its index file, ``folder_files``
+    # every file fetched, relative to the folder (the index last), ``host_folder`` where the folder lies in
+    # the host's own repo ($FACELAB_HUB_REPO).
+    folder_files: tuple[str, ...] = ()
+    host_folder: str = ""
 
     def standin_builder(self) -> Callable[[], Any] | None:
         if not self.standin:
@@ -94,6 +99,11 @@ class Checkpoint:
             return None
         module_name, _, func = self.check.partition(":")
         return getattr(importlib.import_module(module_name), func)
+
+    @property
+    def is_folder(self) -> bool:
+        """True for a checkpoint fetched as a folder of files (see ``folder_files``)."""
+        return bool(self.folder_files)
 
     def downloadable(self) -> bool:
         return any(s.kind != "none" for s in self.sources)

@@ -8,6 +8,7 @@ from ..standin import standin_enabled
 from . import registry
 from .download import FetchResult, find_local
 from .entry import Checkpoint
+from .folders import repo_path, verify_folder
 from .lock import _verified_sha, known_sha256, read_lock
 from .registry import CLI, TABS, get_entry, human_size, keys_for_tab
 
@@ -80,7 +81,8 @@ def preload_lines() -> list[str]:
     for entry in registry.REGISTRY.values():
         for source in entry.sources:
             if source.hub_repo:
-                by_repo.setdefault((source.hub_repo, source.revision), []).append(source.hub_path)
+                paths = [repo_path(source, n) for n in entry.folder_files] if entry.is_folder else [source.hub_path]
+                by_repo.setdefault((source.hub_repo, source.revision), []).extend(paths)
     lines = []
     for (repo, revision), paths in by_repo.items():
         files = ",".join(dict.fromkeys(p for p in paths if p))
@@ -127,13 +129,18 @@ def verify() -> list[tuple[str, str]]:
         if path is None:
             continue
         expected, origin = known_sha256(entry.key, path)
+        problem = verify_folder(entry.key, path) if entry.is_folder and origin == "lock" else ""
         if expected is None:
             results.append((entry.key, "unchecked (no sha256 known)"))
         elif _verified_sha(path) != expected:
             results.append((entry.key, f"CORRUPT (differs from the {origin}'s sha256)"))
+        elif problem:
+            results.append((entry.key, f"CORRUPT ({problem})"))
         elif origin == "registry":
             results.append((entry.key, "ok (sha256 from the registry)"))
         else:
             recorded = read_lock()[entry.key].get("recorded", "?")
-            results.append((entry.key, f"ok (sha256 from the lock file, recorded {recorded})"))
+            files = len(read_lock()[entry.key].get("files") or {}) if entry.is_folder else 0
+            what = f"sha256 of {files} files" if files else "sha256"
+            results.append((entry.key, f"ok ({what} from the lock file, recorded {recorded})"))
     return results
