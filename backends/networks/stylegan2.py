@@ -302,6 +302,8 @@ class ModulatedConv2d(nn.Module):
         # Shared-weight form whenever the (offset) weight is one for the whole batch, except one image
         # under autograd (FALCO's step), which keeps the official per-sample weights and their rounding.
         shared = delta is None or _delta_as_5d(delta).shape[0] == 1
+        if shared and b == 1 and self._folding_pays(h, w) and not _needs_grad(x, s, bias, delta):
+            return self._conv_folded(x, s, gain, bias, delta)
         if shared and (b > 1 or not _needs_grad(x, s, bias, delta)):
             return self._conv_shared(x, s, gain, bias, delta)
         weight = self._weights(s, delta)
@@ -325,6 +327,40 @@ class ModulatedConv2d(nn.Module):
         out = F.conv2d(x, weight, group_bias, padding=k // 2, groups=b)
         return out if b == 1 else out.view(b, self.out_ch, h, w)
 
+    def _folding_pays(self, h: int, w: int) -> bool:
+        """Whether one image of ``h`` x ``w`` costs less with styles folded into the weight.
+
+        Folding costs one pass over the weight; the shared form costs one pass over the input
+        (styles) and, with demodulation, two over the output (demodulation and bias). From 64x64
+        up (at 1024, the 13 costliest layers) the activations are the larger.
+        """
+        area = h * w * (4 if self.upsample else 1)
+        return self.out_ch * self.in_ch * self.kernel_size ** 2 <= (self.in_ch + 2 * self.out_ch) * area
+
+    def _demod(self, s: torch.Tensor, weight: torch.Tensor, gain: float) -> torch.Tensor:
+        """``gain / sqrt(sum_ik (s_bi * weight_oik)^2 + eps)``, [B, out], from the shared ``weight``."""
+        return torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + DEMOD_EPS) * gain
+
+    def _conv_folded(self, x: torch.Tensor, s: torch.Tensor, gain: float, bias: torch.Tensor | None,
+                     delta: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`_conv` for one image at inference: styles, demodulation and gain in the weight.
+
+        The official per-sample weight scale*W*s_i*d_o (times ``gain``) is built in one pass over
+        the weight (d_o as in :meth:`_conv_shared`), so the activations see the conv alone: no
+        style-scaled copy of the input and no demodulation or bias pass over the output (the bias
+        rides in the conv, or in the blur after an up-sampling conv).
+        """
+        base = self.weight if delta is None else self.weight * (1 + _delta_as_5d(delta).to(self.weight))
+        weight = base[0] * self.scale
+        if self.demodulate:
+            scales = self._demod(s, weight, gain).view(self.out_ch, 1) * s.view(1, self.in_ch)
+        else:
+            scales = (s * gain if gain != 1.0 else s).view(1, self.in_ch)
+        weight = weight * scales.view(*scales.shape, 1, 1)
+        if self.upsample:
+            return self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0), bias)
+        return F.conv2d(x, weight, bias, padding=self.kernel_size // 2)
+
     def _conv_shared(self, x: torch.Tensor, s: torch.Tensor, gain: float,
                      bias: torch.Tensor | None, delta: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`_conv` for a batch whose weight offset (if any) is shared, as one ordinary batched conv.
@@ -341,7 +377,7 @@ class ModulatedConv2d(nn.Module):
         weight = base[0] * self.scale  # (a zero offset leaves W bit for bit: W * 1.0)
         x = x * s.view(b, self.in_ch, 1, 1)
         if self.demodulate:
-            demod = torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + DEMOD_EPS) * gain
+            demod = self._demod(s, weight, gain)
         else:
             demod = None
             weight = weight * gain if gain != 1.0 else weight
@@ -423,6 +459,46 @@ class _NoiseBiasActivation(torch.autograd.Function):
         return grad_pre, grad_strength, grad_noise, grad_bias, None
 
 
+# Elements per block of the inference epilogue: 1 MiB of float32, so the activation re-reads
+# what the noise add just wrote from the core's cache instead of from memory.
+EPILOGUE_BLOCK = 1 << 18
+
+
+def _pixel_rows(out: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``out`` [B,C,H,W] as a [B*H*W, C] view and ``noise`` as its [B*H*W, 1] column, or None.
+
+    Only for a channels-last ``out`` (channels innermost) and noise [1|B, 1, H, W].
+    """
+    b, c, h, w = out.shape
+    if (not out.is_contiguous(memory_format=torch.channels_last) or noise.ndim != 4
+            or noise.shape[1] != 1 or noise.shape[0] not in (1, b) or tuple(noise.shape[-2:]) != (h, w)):
+        return None
+    rows = out.permute(0, 2, 3, 1).view(b * h * w, c)
+    column = noise.to(out.dtype).expand(b, 1, h, w).reshape(b * h * w, 1)
+    return rows, column
+
+
+def noise_leaky_relu_(out: torch.Tensor, noise: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    """``leaky_relu(out + strength * noise, 0.2)`` written into ``out`` (inference only).
+
+    On channels-last activations the noise image [1, 1, H, W] broadcasts over the innermost
+    axis, which elementwise kernels handle about three times slower than a plain add. Seen as
+    a [pixels, channels] matrix, the noise add is the rank-1 update ``out += noise_col @
+    strength_row``: one ``addmm_``, as fast as a plain add. It and the activation run block by
+    block (:data:`EPILOGUE_BLOCK`), so each block is read from memory once.
+    """
+    views = _pixel_rows(out, noise)
+    if views is None:
+        return F.leaky_relu_(out.addcmul_(noise.to(out.dtype), strength), LEAKY_SLOPE)
+    rows, column = views
+    strength_row = strength.to(out.dtype).expand(1, rows.shape[1])
+    step = max(1, EPILOGUE_BLOCK // rows.shape[1])
+    for start in range(0, rows.shape[0], step):
+        block = rows[start:start + step]
+        F.leaky_relu_(block.addmm_(column[start:start + step], strength_row), LEAKY_SLOPE)
+    return out
+
+
 class FusedLeakyReLU(nn.Module):
     """Bias + leaky-ReLU(0.2) * sqrt(2) (``*.activate.bias``)."""
 
@@ -463,7 +539,7 @@ class StyledConv(nn.Module):
             out = self.conv._conv(x, s, delta)
             return _NoiseBiasActivation.apply(out, self.noise.weight, noise.to(out.dtype), self.activate.bias, gain)
         out = self.conv._conv(x, s, delta, gain=gain, bias=self.activate.bias * gain)
-        return F.leaky_relu_(out.addcmul_(noise.to(out.dtype), self.noise.weight * gain), LEAKY_SLOPE)
+        return noise_leaky_relu_(out, noise, self.noise.weight * gain)
 
 
 class ToRGB(nn.Module):
