@@ -548,14 +548,19 @@ def noise_leaky_relu_(out: torch.Tensor, noise: torch.Tensor, strength: torch.Te
     On channels-last activations the noise image [1, 1, H, W] broadcasts over the innermost
     axis, which elementwise kernels handle about three times slower than a plain add. Seen as
     a [pixels, channels] matrix, the noise add is the rank-1 update ``out += noise_col @
-    strength_row``: one ``addmm_``, as fast as a plain add. It and the activation run block by
-    block (:data:`EPILOGUE_BLOCK`), so each block is read from memory once.
+    strength_row``: one ``addmm_``, as fast as a plain add. On one thread it and the activation
+    run block by block (:data:`EPILOGUE_BLOCK`), so each block is read from memory once; with
+    more threads each block would be a parallel region of its own (whose start waits for every
+    thread: ten times slower on a loaded machine), so they run as two whole passes.
     """
     views = _pixel_rows(out, noise)
     if views is None:
         return F.leaky_relu_(out.addcmul_(noise.to(out.dtype), strength), LEAKY_SLOPE)
     rows, column = views
     strength_row = strength.to(out.dtype).expand(1, rows.shape[1])
+    if torch.get_num_threads() > 1:  # each block would be a parallel region: two whole passes instead
+        F.leaky_relu_(rows.addmm_(column, strength_row), LEAKY_SLOPE)
+        return out
     step = max(1, EPILOGUE_BLOCK // rows.shape[1])
     for start in range(0, rows.shape[0], step):
         block = rows[start:start + step]
