@@ -207,7 +207,9 @@ def _category(name: str, shapes: list) -> str:
         if len(weight) == 4 and weight[-1] == 1:
             return "toRGB (1x1 convs)"
         return "3x3 convs (dense, incl. the transposed up-convs)"
-    if any(k in name for k in ("leaky_relu", "addcmul", "add_", "aten::add")):
+    if name == "aten::addmm" and len(shapes) > 1 and shapes[1] and shapes[1][0] > 4096:
+        return "toRGB (1x1 convs)"  # one matrix product on the [pixels, channels] view
+    if any(k in name for k in ("leaky_relu", "addcmul", "add_", "aten::add")):  # (addmm_: the noise add)
         return "noise + bias + leaky ReLU"
     if any(k in name for k in ("mul", "rsqrt", "pow", "sum", "addmm", "linear", "mm", "div")):
         return "modulation / demodulation / style affines"

@@ -97,9 +97,32 @@ def build_clip(device: str | torch.device = "cpu", tiny: TinyClipConfig | None =
                                                 width=tiny.text_width, heads=tiny.heads, layers=tiny.text_layers),
                     quick_gelu=True,
                 )
+    sequence_first(model)
     if torch.device(device).type != "meta":
         model.to_empty(device=device)
         model.attn_mask = causal_mask(CONTEXT_LENGTH).to(device)
+    return model
+
+
+def sequence_first(model: nn.Module) -> nn.Module:
+    """Run ``model``'s open_clip transformer stacks sequence-first ([L, N, D]), in place; same maths.
+
+    open_clip 3 runs them batch-first, so ``nn.MultiheadAttention`` hands its input projection a
+    transposed [L, N, D] view; torch cannot fold a non-contiguous 3-D input into one matrix
+    product and broadcasts the weight into a batched product instead (a copy of the weight per
+    token: the 4-prompt text tower took 3x its float32 floor, and bfloat16 three times longer
+    than float32). Sequence-first, the stack transposes once at its entry and every projection
+    reads contiguous rows. Residual blocks of other kinds are left as they are.
+    """
+    from open_clip.transformer import ResidualAttentionBlock, Transformer
+
+    for module in model.modules():
+        if isinstance(module, Transformer) and all(
+                isinstance(block, ResidualAttentionBlock) and isinstance(block.attn, nn.MultiheadAttention)
+                for block in module.resblocks):
+            module.batch_first = False
+            for block in module.resblocks:
+                block.attn.batch_first = False
     return model
 
 
@@ -253,6 +276,7 @@ __all__ = [
     "ClipEncoder",
     "TinyClipConfig",
     "build_clip",
+    "sequence_first",
     "causal_mask",
     "clip_init",
     "load_clip",

@@ -15,13 +15,18 @@ The CUDA kernels of the original code (``upfirdn2d`` and the fused bias +
 leaky-ReLU) are written here with ordinary tensor operations, so the same code
 runs on CPU and CUDA.
 
-Speed (see bench/bench_stylegan2.py), for inference: every modulated conv
-runs in the shared-weight form (styles scale the input channels,
-demodulation scales the output; one ordinary conv for a whole batch); the
-bias and the sqrt(2) gain of each styled conv are folded into it, so noise +
-bias + leaky-ReLU cost one add and one activation pass, in place; the FIR
-blur and the toRGB 2x upsampling are single depthwise convolutions with
-cached kernels. The maths is the official one; outputs differ only by float
+Speed (see bench/bench_stylegan2.py), for inference: one image runs the
+official per-sample weight, built in one pass with styles, demodulation, the
+sqrt(2) gain and the channels-last layout of oneDNN folded in (the weight's
+sum of squares is cached), so the activations see the conv alone; a batch
+runs the shared-weight form (styles scale the input channels, demodulation
+scales the output; one ordinary conv for the whole batch). The bias rides in
+the conv (or the blur); the noise add is a rank-1 ``addmm_`` on the
+[pixels, channels] view (a [1,1,H,W] broadcast over channels-last data is
+slow in elementwise kernels), blocked with the in-place leaky-ReLU so each
+block is read once; the toRGB 1x1 conv is one matrix product; the FIR blur
+and the toRGB 2x upsampling are single depthwise convolutions with cached
+kernels. The maths is the official one; outputs differ only by float
 rounding. Under autograd (FALCO) the official per-sample weights and
 operation order are kept, because Adam magnifies rounding differences (see
 :meth:`StyledConv.forward_styled`); only the noise/bias/activation epilogue
@@ -230,6 +235,60 @@ class Upsample(nn.Module):
         return F.conv_transpose2d(x, weight, stride=self.factor, padding=crop, groups=x.shape[1])
 
 
+class _SumSquaresCache:
+    """``sum_k W_oik^2`` [out, in] (float32) of a conv weight [1, out, in, k, k], rebuilt when it changes.
+
+    The demodulation needs it at every call; the weight changes only when loaded or converted.
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.value: torch.Tensor | None = None
+
+    def get(self, weight: torch.Tensor) -> torch.Tensor:
+        version = 0 if weight.is_inference() else weight._version
+        key = (id(weight), weight.data_ptr(), version, weight.dtype, weight.device, tuple(weight.shape))
+        if key != self.key:
+            with torch.inference_mode(False), torch.no_grad():
+                self.value = weight[0].float().square().sum([2, 3])
+            self.key = key
+        return self.value
+
+
+def _scaled_weight(weight: torch.Tensor, factors: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """``weight[0] * factors[o, i]`` in the channels-last layout the oneDNN convolutions read.
+
+    ``weight`` is [1, out, in, k, k], ``factors`` float32 [out|1, in|1]. Returns [out, in, k, k],
+    or for a transposed conv [in, out, k, k], strided so the input (or output) channels are
+    innermost: the product is written straight into that layout, which saves the conv a
+    reordering copy of the weight per call (5 ms for a 512x512 3x3 weight).
+    """
+    factors = factors.to(weight.dtype)
+    if _needs_grad(weight, factors):  # (out= is not differentiable; autograd gets the plain product)
+        product = weight[0] * factors[:, :, None, None]
+        return product.transpose(0, 1) if transposed else product
+    if transposed:  # [in, k, k, out] in memory, seen as [in, out, k, k]
+        src, factors = weight[0].permute(1, 2, 3, 0), factors.t()
+    else:  # [out, k, k, in] in memory
+        src = weight[0].permute(0, 2, 3, 1)
+    # An explicit output: elementwise ops would otherwise lay the product out like ``weight``.
+    out = torch.empty(src.shape, dtype=weight.dtype, device=weight.device)
+    return torch.mul(src, factors[:, None, None, :], out=out).permute(0, 3, 1, 2)
+
+
+def _pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A 1x1 conv of a channels-last ``x`` as one matrix product on its [pixels, channels] view.
+
+    torch has no fast kernel for a 1x1 conv with 3 outputs (toRGB); the product is memory-bound.
+    The result is channels-last [B, out, H, W].
+    """
+    b, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(b * h * w, c)
+    matrix = weight.reshape(weight.shape[0], c).t()
+    out = rows @ matrix if bias is None else torch.addmm(bias.to(rows.dtype), rows, matrix)
+    return out.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+
 def _delta_as_5d(delta: torch.Tensor) -> torch.Tensor:
     """A HyperReenact weight offset as [B|1, out, in, k|1, k|1].
 
@@ -270,6 +329,7 @@ class ModulatedConv2d(nn.Module):
             self.blur = Blur(pad=((surplus + 1) // 2 + factor - 1, surplus // 2 + 1), gain=factor ** 2)
         # Registered after ``blur`` so the state-dict order matches the official files.
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self._sumsq = _SumSquaresCache()
 
     def style(self, w: torch.Tensor) -> torch.Tensor:
         """Per-input-channel scales s = affine(w), shape [B, in_ch]."""
@@ -302,6 +362,8 @@ class ModulatedConv2d(nn.Module):
         # Shared-weight form whenever the (offset) weight is one for the whole batch, except one image
         # under autograd (FALCO's step), which keeps the official per-sample weights and their rounding.
         shared = delta is None or _delta_as_5d(delta).shape[0] == 1
+        if shared and b == 1 and not _needs_grad(x, s, bias, delta):
+            return self._conv_folded(x, s, gain, bias, delta)
         if shared and (b > 1 or not _needs_grad(x, s, bias, delta)):
             return self._conv_shared(x, s, gain, bias, delta)
         weight = self._weights(s, delta)
@@ -325,6 +387,46 @@ class ModulatedConv2d(nn.Module):
         out = F.conv2d(x, weight, group_bias, padding=k // 2, groups=b)
         return out if b == 1 else out.view(b, self.out_ch, h, w)
 
+    def _demod(self, s: torch.Tensor, base: torch.Tensor | None, gain: float) -> torch.Tensor:
+        """``gain / sqrt(sum_ik (scale * s_bi * W_oik)^2 + eps)``, [B, out], in float32.
+
+        ``sum_k W_oik^2`` is cached for the stored weight (``base`` None) and computed for an
+        offset one; both in float32, so a bfloat16 copy demodulates with float32 sums.
+        """
+        if base is None and not _needs_grad(self.weight):
+            sumsq = self._sumsq.get(self.weight)
+        else:
+            base = self.weight if base is None else base
+            sumsq = base[0].float().square().sum([2, 3])
+        energy = s.float().square() @ sumsq.t()
+        return torch.rsqrt(energy * self.scale ** 2 + DEMOD_EPS) * gain
+
+    def _offset_weight(self, delta: torch.Tensor | None) -> torch.Tensor | None:
+        """``W * (1 + delta)`` [1, out, in, k, k] for a shared offset, None without one."""
+        return None if delta is None else self.weight * (1 + _delta_as_5d(delta).to(self.weight))
+
+    def _conv_folded(self, x: torch.Tensor, s: torch.Tensor, gain: float, bias: torch.Tensor | None,
+                     delta: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`_conv` for one image at inference: styles, demodulation and gain in the weight.
+
+        The official per-sample weight scale*W*s_i*d_o (times ``gain``) is built in one pass over
+        the weight (d_o as in :meth:`_conv_shared`), so the activations see the conv alone: no
+        style-scaled copy of the input and no demodulation or bias pass over the output (the bias
+        rides in the conv, or in the blur after an up-sampling conv).
+        """
+        base = self._offset_weight(delta)
+        styles = s.float() * self.scale
+        if self.demodulate:
+            factors = self._demod(s, base, gain).view(self.out_ch, 1) * styles.view(1, self.in_ch)
+        else:
+            factors = (styles * gain).view(1, self.in_ch)
+        weight = _scaled_weight(self.weight if base is None else base, factors, transposed=self.upsample)
+        if self.upsample:
+            return self.blur(F.conv_transpose2d(x, weight, stride=2, padding=0), bias)
+        if self.kernel_size == 1 and x.is_contiguous(memory_format=torch.channels_last):
+            return _pointwise_conv(x, weight, bias)
+        return F.conv2d(x, weight, bias, padding=self.kernel_size // 2)
+
     def _conv_shared(self, x: torch.Tensor, s: torch.Tensor, gain: float,
                      bias: torch.Tensor | None, delta: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`_conv` for a batch whose weight offset (if any) is shared, as one ordinary batched conv.
@@ -337,16 +439,14 @@ class ModulatedConv2d(nn.Module):
         per channel). Many video frames then cost one batched conv per layer.
         """
         b = x.shape[0]
-        base = self.weight if delta is None else self.weight * (1 + _delta_as_5d(delta).to(self.weight))
-        weight = base[0] * self.scale  # (a zero offset leaves W bit for bit: W * 1.0)
+        base = self._offset_weight(delta)  # (a zero offset leaves W bit for bit: W * 1.0)
         x = x * s.view(b, self.in_ch, 1, 1)
-        if self.demodulate:
-            demod = torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + DEMOD_EPS) * gain
-        else:
-            demod = None
-            weight = weight * gain if gain != 1.0 else weight
+        factor = self.scale if self.demodulate else self.scale * gain
+        factors = torch.full((1, 1), factor, dtype=torch.float32, device=x.device)
+        weight = _scaled_weight(self.weight if base is None else base, factors, transposed=self.upsample)
+        demod = self._demod(s, base, gain).to(x.dtype) if self.demodulate else None
         if self.upsample:
-            out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2, padding=0))
+            out = self.blur(F.conv_transpose2d(x, weight, stride=2, padding=0))
         else:
             out = F.conv2d(x, weight, bias if demod is None else None, padding=self.kernel_size // 2)
             if demod is None:
@@ -423,6 +523,51 @@ class _NoiseBiasActivation(torch.autograd.Function):
         return grad_pre, grad_strength, grad_noise, grad_bias, None
 
 
+# Elements per block of the inference epilogue: 1 MiB of float32, so the activation re-reads
+# what the noise add just wrote from the core's cache instead of from memory.
+EPILOGUE_BLOCK = 1 << 18
+
+
+def _pixel_rows(out: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``out`` [B,C,H,W] as a [B*H*W, C] view and ``noise`` as its [B*H*W, 1] column, or None.
+
+    Only for a channels-last ``out`` (channels innermost) and noise [1|B, 1, H, W].
+    """
+    b, c, h, w = out.shape
+    if (not out.is_contiguous(memory_format=torch.channels_last) or noise.ndim != 4
+            or noise.shape[1] != 1 or noise.shape[0] not in (1, b) or tuple(noise.shape[-2:]) != (h, w)):
+        return None
+    rows = out.permute(0, 2, 3, 1).view(b * h * w, c)
+    column = noise.to(out.dtype).expand(b, 1, h, w).reshape(b * h * w, 1)
+    return rows, column
+
+
+def noise_leaky_relu_(out: torch.Tensor, noise: torch.Tensor, strength: torch.Tensor) -> torch.Tensor:
+    """``leaky_relu(out + strength * noise, 0.2)`` written into ``out`` (inference only).
+
+    On channels-last activations the noise image [1, 1, H, W] broadcasts over the innermost
+    axis, which elementwise kernels handle about three times slower than a plain add. Seen as
+    a [pixels, channels] matrix, the noise add is the rank-1 update ``out += noise_col @
+    strength_row``: one ``addmm_``, as fast as a plain add. On one thread it and the activation
+    run block by block (:data:`EPILOGUE_BLOCK`), so each block is read from memory once; with
+    more threads each block would be a parallel region of its own (whose start waits for every
+    thread: ten times slower on a loaded machine), so they run as two whole passes.
+    """
+    views = _pixel_rows(out, noise)
+    if views is None:
+        return F.leaky_relu_(out.addcmul_(noise.to(out.dtype), strength), LEAKY_SLOPE)
+    rows, column = views
+    strength_row = strength.to(out.dtype).expand(1, rows.shape[1])
+    if torch.get_num_threads() > 1:  # each block would be a parallel region: two whole passes instead
+        F.leaky_relu_(rows.addmm_(column, strength_row), LEAKY_SLOPE)
+        return out
+    step = max(1, EPILOGUE_BLOCK // rows.shape[1])
+    for start in range(0, rows.shape[0], step):
+        block = rows[start:start + step]
+        F.leaky_relu_(block.addmm_(column[start:start + step], strength_row), LEAKY_SLOPE)
+    return out
+
+
 class FusedLeakyReLU(nn.Module):
     """Bias + leaky-ReLU(0.2) * sqrt(2) (``*.activate.bias``)."""
 
@@ -463,7 +608,7 @@ class StyledConv(nn.Module):
             out = self.conv._conv(x, s, delta)
             return _NoiseBiasActivation.apply(out, self.noise.weight, noise.to(out.dtype), self.activate.bias, gain)
         out = self.conv._conv(x, s, delta, gain=gain, bias=self.activate.bias * gain)
-        return F.leaky_relu_(out.addcmul_(noise.to(out.dtype), self.noise.weight * gain), LEAKY_SLOPE)
+        return noise_leaky_relu_(out, noise, self.noise.weight * gain)
 
 
 class ToRGB(nn.Module):

@@ -1,0 +1,94 @@
+"""The CPU inference shortcuts of StyleGAN2 and CLIP equal the plain operations they replace."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backends.networks import stylegan2 as sg
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("batch, noise_batch", [(1, 1), (2, 1), (2, 2)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_noise_leaky_relu_equals_the_plain_epilogue(batch: int, noise_batch: int, threads: int) -> None:
+    x = torch.randn(batch, 8, 70, 70, generator=_gen(1)).contiguous(memory_format=torch.channels_last)
+    noise = torch.randn(noise_batch, 1, 70, 70, generator=_gen(2))
+    strength = torch.tensor([0.3])
+    expected = F.leaky_relu(x + strength * noise, sg.LEAKY_SLOPE)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        out = sg.noise_leaky_relu_(x.clone(memory_format=torch.channels_last), noise, strength)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    plain = sg.noise_leaky_relu_(x.contiguous(), noise, strength)  # NCHW: the addcmul fallback
+    torch.testing.assert_close(plain, expected, rtol=0, atol=1e-6)
+
+
+def test_scaled_weight_is_the_product_in_channels_last_layout() -> None:
+    weight = torch.randn(1, 6, 4, 3, 3, generator=_gen(3))
+    factors = torch.randn(6, 4, generator=_gen(4))
+    product = weight[0] * factors[:, :, None, None]
+    direct = sg._scaled_weight(weight, factors, transposed=False)
+    transposed = sg._scaled_weight(weight, factors, transposed=True)
+    assert direct.is_contiguous(memory_format=torch.channels_last)
+    assert transposed.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(direct, product) and torch.equal(transposed, product.transpose(0, 1))
+
+
+def test_pointwise_conv_equals_conv2d() -> None:
+    x = torch.randn(1, 16, 9, 11, generator=_gen(5)).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.randn(3, 16, 1, 1, generator=_gen(6)), torch.randn(3, generator=_gen(7))
+    torch.testing.assert_close(sg._pointwise_conv(x, weight, bias), F.conv2d(x, weight, bias), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sg._pointwise_conv(x, weight, None), F.conv2d(x, weight), rtol=1e-5, atol=1e-5)
+
+
+def test_folded_one_image_layer_equals_the_shared_batch_form() -> None:
+    """One image (weights folded) and the same image twice in a batch (shared weight) agree."""
+    torch.manual_seed(8)
+    for upsample in (False, True):
+        layer = sg.StyledConv(16, 8, 512, upsample=upsample).eval()
+        with torch.no_grad():
+            layer.noise.weight.fill_(0.2)
+            layer.activate.bias.normal_()
+        x = torch.randn(1, 16, 12, 12).contiguous(memory_format=torch.channels_last)
+        s = torch.randn(1, 16) + 1
+        side = 24 if upsample else 12
+        noise = torch.randn(1, 1, side, side)
+        with torch.inference_mode():
+            one = layer.forward_styled(x, s, noise)
+            two = layer.forward_styled(x.repeat(2, 1, 1, 1), s.repeat(2, 1), noise)
+        torch.testing.assert_close(one, two[:1], rtol=1e-5, atol=1e-5)
+
+
+def test_weight_sum_of_squares_cache_follows_weight_changes() -> None:
+    conv = sg.ModulatedConv2d(4, 4, 3, 512)
+    first = conv._sumsq.get(conv.weight).clone()
+    with torch.no_grad():
+        conv.weight.mul_(2)
+    torch.testing.assert_close(conv._sumsq.get(conv.weight), 4 * first)
+
+
+def test_clip_sequence_first_gives_the_batch_first_numbers() -> None:
+    from backends.networks import clip as clip_net
+
+    tiny = clip_net.TinyClipConfig()
+    model = clip_net.load_clip(clip_net.standin_clip_state_dict(tiny=tiny), tiny=tiny)
+    batch_first = copy.deepcopy(model)
+    for module in batch_first.modules():
+        if hasattr(module, "batch_first"):
+            module.batch_first = True
+    assert not model.transformer.batch_first
+    tokens = clip_net.tokenize(["a smiling face", "an old man", "a cat"])
+    images = torch.rand(3, 3, 32, 32, generator=_gen(9))
+    with torch.inference_mode():
+        torch.testing.assert_close(model.encode_text(tokens), batch_first.encode_text(tokens), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.encode_image(images), batch_first.encode_image(images), rtol=1e-5, atol=1e-5)
