@@ -40,19 +40,19 @@ you can judge it.
 # first photo ran at load average 5, the second at about 1; at load 10+ the same run took 21 and 10 min).
 # Re-run it on the target machine and update these figures.
 MEASURED_CPU = (
-    "Measured on two CPU cores shared with other jobs, with the defaults ({cpu_pool} fakes, {cpu_steps} steps): "
-    "the first photo took {first} ({per_fake} per fake, {first_step} per step), the next one {later} "
-    "({later_step} per step)."
+    "Measured on two idle CPU cores (bench/bench_falco.py --end-to-end), with the defaults ({cpu_pool} fakes, "
+    "{cpu_steps} steps): the first photo took {first} (loading the networks, the pool at {per_fake} per fake, "
+    "{first_step} per step), the next one {later} ({later_step} per step)."
 )
-MEASURED_CPU_FIGURES = {"first": "6 min", "later": "104 s", "per_fake": "4 s", "first_step": "14 s",
-                        "later_step": "5 s"}
+MEASURED_CPU_FIGURES = {"first": "87 s", "later": "71 s", "per_fake": "0.9 s", "first_step": "3.4 s",
+                        "later_step": "3.4 s"}
 
 
 CPU_STEPS = 20
 
 
 def _default_steps() -> int:
-    # bench/bench_falco.py, two CPU cores: 3.8 s per step (it was 22 s before the CPU-speed work, hence 5 then).
+    # bench/bench_falco.py --end-to-end, two idle CPU cores: 3.4 s per step (22 s before the CPU-speed work).
     return 50 if get_device().type == "cuda" else CPU_STEPS
 
 

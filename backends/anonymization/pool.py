@@ -32,8 +32,8 @@ from .optimisation import OFFICIAL, ProgressFn, Variant
 log = logging.getLogger("facelab.falco")
 
 POOL_PSI = 0.7
-# CPU: 10 fakes build in under a minute on two cores (bench/bench_falco.py --end-to-end: 4.0 s per fake with
-# other jobs at load 5, so 40 s; the issue saw 3.5-5 s; 17 s at load 10+, when nothing fits a minute). The build runs in
+# CPU: 10 fakes build in under a minute on two cores (bench/bench_falco.py --end-to-end on two idle cores: 0.9 s
+# per fake, so 9 s; 4.0 s per fake with other jobs at load 5, so 40 s; the issue saw 3.5-5 s). The build runs in
 # the background from the tab's opening, and the nearest neighbour only seeds layers 3-7, which the
 # optimisation then moves.
 POOL_SIZE = {"cpu": 10, "cuda": 4096}  # FACELAB_FALCO_POOL_SIZE overrides
