@@ -244,6 +244,17 @@ def test_reenactment_engine_serves_a_result(first_run, media, engine):
     assert details["engine"] == engine and details["standin"] is False
 
 
+def test_self_reenactment_metrics_fetch_lpips(first_run, media):
+    """The reviewer view of a self-reenactment (one photo as source and driving) fetches LPIPS's two files."""
+    client = first_run["client"]
+    client.predict(handle_file(media["photo"]), handle_file(media["photo"]), "stylemask", True, False,
+                   api_name="/reenact_image")
+    review, card = client.predict(api_name="/reenact_image_metrics")  # same session: the last result
+    assert "lpips" not in review["unavailable"] and "psnr" not in review["unavailable"]
+    assert 0.0 <= review["result"]["lpips"]["value"] and review["result"]["lpips"]["meaningful"] is True
+    assert json.loads(Path(card).read_text())["engine"] == "stylemask"
+
+
 def test_gan_directions_sliders_serve_a_result(first_run, media):
     moved, details = first_run["client"].predict(
         handle_file(media["photo"]), True, False, 20.0, *[0.0] * (N_SLIDERS - 1), api_name="/move_directions"
@@ -253,11 +264,11 @@ def test_gan_directions_sliders_serve_a_result(first_run, media):
 
 @pytest.mark.parametrize(("corpus", "path"), [("attributes", "Older ↔ younger"), ("expressions", "Joy ↔ calm")])
 def test_latent_paths_corpus_serves_a_result(first_run, corpus, path):
-    image, pair, _, png, details = first_run["client"].predict(
+    image, pair, _, png, details, card = first_run["client"].predict(
         "seed", None, 11, corpus, path, 0.3, 0.15, "stored", False, api_name="/edit_latent_path"
     )
     assert Image.open(image).size == (1024, 1024) and len(pair) == 2
-    assert details["standin"] is False
+    assert details["standin"] is False and json.loads(Path(card).read_text())["standin"] is False
 
 
 def test_pos_subspaces_generates_and_diagnoses(first_run):

@@ -3,7 +3,7 @@
 Written from the paper's formula, with the official files' key names so their weights load unchanged:
 
 * the backbone is torchvision's AlexNet ``features`` (``alexnet-owt-7be5be79.pth``: keys ``features.N.*``;
-  its ``classifier.*`` is not used and may be absent from a stand-in);
+  its ``classifier.*`` is not used, but the file holds it and its check asks for it);
 * the input, in [-1, 1], is shifted and scaled per channel (:data:`SHIFT`, :data:`SCALE`, the lpips
   "scaling layer"), and the activations after the five ReLUs (conv1..conv5) are read;
 * each activation is unit-normalised over channels (``x / (||x||_2 + 1e-10)``), the two images'
@@ -136,8 +136,10 @@ def load_lpips(alexnet: str | Path | Mapping[str, torch.Tensor],
 # --------------------------------------------------------------------------- stand-in weights
 
 
-def standin_checkpoint_alexnet(base_seed: int = 0) -> dict[str, torch.Tensor]:
-    """Deterministic AlexNet ``features.*`` (He-normal convolutions, zero biases); no classifier."""
+def standin_checkpoint_alexnet(base_seed: int = 0, *, classifier: bool = True) -> dict[str, torch.Tensor]:
+    """Deterministic AlexNet in the official file's structure: ``features.*`` (He-normal convolutions, zero
+    biases) and, unless ``classifier`` is false, torchvision's classifier at its real shapes (zeros: LPIPS
+    never reads it, but the real file holds it and the download check asks for it; 244 MB)."""
     out: dict[str, torch.Tensor] = {}
     for index, cin, cout, kernel, _stride, _pad in CONVS:
         name = f"features.{index}"
@@ -145,6 +147,8 @@ def standin_checkpoint_alexnet(base_seed: int = 0) -> dict[str, torch.Tensor]:
         out[f"{name}.weight"] = seeded_tensor(f"{name}.weight", shape, Init(scale=(2.0 / (cin * kernel**2)) ** 0.5),
                                               base_seed)
         out[f"{name}.bias"] = seeded_tensor(f"{name}.bias", (shape[0],), Init("const"), base_seed)
+    if classifier:
+        out.update({key: torch.zeros(shape) for key, shape in CLASSIFIER_SHAPES.items()})
     return out
 
 
