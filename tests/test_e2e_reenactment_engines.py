@@ -65,6 +65,11 @@ def test_run_card_downloads_and_compare_mode_lists_every_engine(browser, shared_
         card = json.loads(download.value.path().read_text())
         assert card["card_version"] == 1 and card["engine"] == "gan_directions" and card["standin"] is True
         assert card["replay"]["inputs"] == ["source", "driving"] and card["outputs"]["final"]["pixels_sha256"]
+        # ... and replays: the same inputs give the same pixels (same device and dtype), as the CLI reports.
+        from backends.replay import replay
+
+        report = replay(download.value.path(), [ASSETS / "astronaut.png", ASSETS / "camera.png"])
+        assert report.input_mismatches == [] and report.identical, report.to_dict()
 
         page.locator("#reenact-compare").click()
         table = page.locator("#reenact-compare-table")
