@@ -135,3 +135,16 @@ def floor_rows(rates: dict[str, float], label: str) -> list[tuple[str, str]]:
     return [(f"float32 matmul 2048^2, {label}", f"{rates['matmul']:.1f} GFLOP/s"),
             (f"float32 3x3 conv channels-last (best of {len(CONV3X3_SHAPES)} shapes), {label}",
              f"{rates['conv3x3']:.1f} GFLOP/s (floor rate: the best, {rates['best']:.1f})")]
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
+    """Median wall seconds of each function, run alternately after one warm-up each."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}

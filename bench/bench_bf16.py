@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import floor_rates, print_table
+from _common import floor_rates, interleaved, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -230,19 +230,6 @@ def mini_xception_quality(rows: list[tuple[str, str]], x: torch.Tensor) -> None:
 
 
 # --------------------------------------------------------------------------- speed
-
-
-def interleaved(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float]:
-    """Median wall time of each function, run alternately after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(runs):
-        for k, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def speed(cases: dict[str, Any], runs: int, threads: list[int], rows: list[tuple[str, str]]) -> None:
