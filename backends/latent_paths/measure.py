@@ -6,6 +6,7 @@ import functools
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,6 +82,13 @@ def margin_plot(strengths: Sequence[float], margins: Margins, preset: PathPreset
     if margins.standin:
         title = "STAND-IN CLIP WEIGHTS (not a result)\n" + title
     ax.set_title(title, fontsize=8, color="#b00000" if margins.standin or margins.values is None else "black")
+    return figure_image(fig)
+
+
+def figure_image(fig: Any) -> Image.Image:
+    """A matplotlib figure as an RGB image (laid out tightly), the figure closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -26,7 +26,7 @@ from ..networks.contraclip import (
 )
 from ..results import results_dir, seal
 from ..standin import standin_enabled
-from .measure import Margins, clip_margins, margin_plot
+from .measure import Margins, clip_margins, figure_image, margin_plot
 from .paths import PathModel, PathPreset, ProgressFn, get_paths
 
 SEED_PSI = 0.7  # the official code samples faces at ψ = 0.7
@@ -386,7 +386,6 @@ def strip_metrics(res: StripResult) -> tuple[dict[str, Any], Image.Image]:
 def review_plot(strengths: list[float], margins: Margins, identity: list[float], preset: PathPreset,
                 standin: bool) -> Image.Image:
     """The CLIP margin (left axis) and the identity cosine to the start (right axis) along the path."""
-    import io
 
     import matplotlib
 
@@ -407,9 +406,4 @@ def review_plot(strengths: list[float], margins: Margins, identity: list[float],
     if standin:
         title = "STAND-IN WEIGHTS (not a result)\n" + title
     ax.set_title(title, fontsize=8, color="#b00000" if standin else "black")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
+    return figure_image(fig)
