@@ -23,6 +23,11 @@ column. Takes several minutes.
 ``--profile`` prints where one G-1024 synthesis spends its time on one thread (3x3 convs, FIR
 blur/upsampling, noise + activation, modulation), by torch.profiler's self CPU time per op, in
 float32 and in bfloat16.
+
+``--phases`` times each up-conv shape of G-1024 and G-256 (one image, one thread, interleaved) as
+oneDNN's stride-2 transposed conv + blur and as the two plain phase convs of
+``sg.up_conv_blur_by_phases``, in float32 and bfloat16, next to what ``sg._phase_split`` picks: the
+measurement behind ``sg.PHASE_SPLIT_CHANNELS``.
 """
 
 from __future__ import annotations
@@ -240,6 +245,40 @@ def profile_rows(dtype: torch.dtype = torch.float32) -> list[tuple[str, str]]:
             sorted(totals.items(), key=lambda kv: -kv[1])] + [(f"total ({dtype})", f"{whole:.2f} s")]
 
 
+# (in channels, out channels, input side) of every up-conv of G-1024 (cm 2) and G-256 (cm 1) from 32^2 up
+UP_CONV_SHAPES = ((512, 512, 32), (512, 256, 64), (256, 128, 128), (128, 64, 256), (64, 32, 512),
+                  (512, 256, 32), (256, 128, 64), (128, 64, 128))
+
+
+def phase_rows(runs: int) -> list[tuple[str, str]]:
+    """Transposed conv + blur against the phase split, per up-conv shape and dtype (one thread)."""
+    torch.set_num_threads(1)
+    rows: list[tuple[str, str]] = []
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for dtype in (torch.float32, torch.bfloat16):
+            for c_in, c_out, side in UP_CONV_SHAPES:
+                layer = sg.ModulatedConv2d(c_in, c_out, 3, 512, upsample=True)
+                x = torch.randn(1, c_in, side, side, generator=gen).to(dtype)
+                x = x.contiguous(memory_format=torch.channels_last)
+                weight = (0.05 * torch.randn(c_in, c_out, 3, 3, generator=gen)).to(dtype)
+                weight = weight.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # as _scaled_weight lays it
+                bias = torch.randn(c_out, generator=gen).to(dtype)
+                def transposed(x=x, weight=weight, blur=layer.blur, bias=bias) -> torch.Tensor:
+                    return blur(torch.nn.functional.conv_transpose2d(x, weight, stride=2), bias)
+
+                def phases(x=x, weight=weight, blur=layer.blur, bias=bias) -> torch.Tensor:
+                    return sg.up_conv_blur_by_phases(x, weight, blur, bias)
+
+                times = interleaved({"transposed": transposed, "phases": phases}, runs, cpu_time=True)
+                picked = "phases" if sg._phase_split(x, layer) else "transposed"
+                name = f"{str(dtype).removeprefix('torch.')} {c_in}->{c_out} at {side}^2"
+                rows.append((name, f"transposed+blur {1e3 * times['transposed']:.1f} ms, phases "
+                                   f"{1e3 * times['phases']:.1f} ms ({times['phases'] / times['transposed']:.2f}x); "
+                                   f"picked: {picked}"))
+    return rows
+
+
 def bench(runs: int, device: torch.device) -> list[tuple[str, str]]:
     """Measure every step; returns (row name, value) pairs."""
     rows: list[tuple[str, str]] = []
@@ -257,8 +296,14 @@ def main() -> None:
     parser.add_argument("--baseline-rev", help="with --speed: also time this git revision's generator, interleaved")
     parser.add_argument("--profile", action="store_true",
                         help="only where one G-1024 synthesis spends its time on one thread (fp32 and bf16)")
+    parser.add_argument("--phases", action="store_true",
+                        help="only the up-conv table: transposed conv + blur against the phase split")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.phases:
+        print(f"StyleGAN2 up-convs, one image, one thread, median of {max(args.runs, 5)} interleaved runs (CPU time)\n")
+        print_table(phase_rows(max(args.runs, 5)), "up-conv")
+        return
     if args.profile:
         for dtype in (torch.float32, torch.bfloat16):
             print(f"\nG-1024 synthesis, one thread, {dtype}, self CPU time by part (torch.profiler)\n")

@@ -77,6 +77,61 @@ def test_weight_sum_of_squares_cache_follows_weight_changes() -> None:
     torch.testing.assert_close(conv._sumsq.get(conv.weight), 4 * first)
 
 
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_up_conv_by_phases_equals_the_transposed_conv_and_blur(with_bias: bool) -> None:
+    """Two plain convs (even rows 2x2, odd rows 1x2) interleaved in memory = stride-2 transposed 3x3 + blur."""
+    layer = sg.ModulatedConv2d(5, 3, 3, 512, upsample=True)
+    x = torch.randn(1, 5, 7, 10, generator=_gen(9)).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(5, 3, 3, 3, generator=_gen(10))  # [in, out, ky, kx], asymmetric taps
+    bias = torch.randn(3, generator=_gen(11)) if with_bias else None
+    expected = layer.blur(F.conv_transpose2d(x, weight, stride=2), bias)
+    out = sg.up_conv_blur_by_phases(x, weight, layer.blur, bias)
+    assert out.shape == (1, 3, 14, 20)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
+
+
+def test_phase_split_only_where_it_was_measured_faster() -> None:
+    layer = sg.ModulatedConv2d(256, 128, 3, 512, upsample=True)
+
+    def x(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.empty(*shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+    assert sg._phase_split(x(1, 256, 128, 128), layer)  # G-1024's 128 -> 256 up-conv
+    assert sg._phase_split(x(1, 128, 256, 256), layer)  # and 256 -> 512
+    assert not sg._phase_split(x(1, 128, 128, 128), layer)  # G-256's 128 -> 256: slower split
+    assert not sg._phase_split(x(1, 512, 64, 64), layer)
+    assert not sg._phase_split(x(1, 64, 512, 512), layer)
+    assert not sg._phase_split(x(2, 256, 128, 128), layer)
+    assert not sg._phase_split(x(1, 256, 128, 128, dtype=torch.bfloat16), layer)
+    assert not sg._phase_split(torch.empty(1, 256, 128, 128), layer)  # NCHW
+
+
+@pytest.mark.parametrize("upsample", [False, True])
+def test_weight_kept_channels_innermost_with_the_same_values(upsample: bool) -> None:
+    """The stored weight's layout changes at the first inference; its values, keys and results do not."""
+    torch.manual_seed(12)
+    conv = sg.ModulatedConv2d(64, 32, 3, 512, upsample=upsample)
+    before = conv.weight.detach().clone()
+    x = torch.randn(1, 64, 4, 4).contiguous(memory_format=torch.channels_last)  # small: the shared form
+    s = torch.randn(1, 64) + 1
+    reference = conv._weights(s, None)[0]  # the official per-sample weight [out, in, k, k]
+    with torch.inference_mode():
+        out = conv._conv(x, s, gain=2.0)
+    order = (0, 2, 3, 4, 1) if upsample else (0, 1, 3, 4, 2)
+    assert conv.weight.permute(order).is_contiguous() and not conv.weight.is_contiguous()
+    assert torch.equal(conv.weight.detach(), before) and conv.weight.requires_grad
+    if upsample:
+        expected = conv.blur(F.conv_transpose2d(x, reference.transpose(0, 1), stride=2)) * 2.0
+    else:
+        expected = F.conv2d(x, reference, padding=1) * 2.0
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
+    state = {k: v.clone() for k, v in conv.state_dict().items()}
+    fresh = sg.ModulatedConv2d(64, 32, 3, 512, upsample=upsample)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.weight.detach(), before)
+    assert conv.to(torch.bfloat16).weight.permute(order).is_contiguous()  # .to() keeps the layout
+
+
 def test_clip_sequence_first_gives_the_batch_first_numbers() -> None:
     from backends.networks import clip as clip_net
 

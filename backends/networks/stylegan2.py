@@ -198,6 +198,10 @@ class Blur(nn.Module):
         self.pad = pad
         self._weight = _FirWeightCache(flip=True)
 
+    def weight_for(self, x: torch.Tensor) -> torch.Tensor:
+        """The depthwise conv weight [C, 1, kh, kw] that applies this FIR to every channel of ``x``."""
+        return self._weight.get(self.kernel, x.shape[1], x)
+
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """``upfirdn2d(x, kernel, pad=pad)`` (+ ``bias`` per channel), as one depthwise conv."""
         before, after = self.pad
@@ -205,8 +209,7 @@ class Blur(nn.Module):
             out = upfirdn2d(x, self.kernel, pad=self.pad)
             return out if bias is None else out + bias.view(1, -1, 1, 1)
         # Equal padding on every side is the conv's own zero padding: no padded copy of x.
-        weight = self._weight.get(self.kernel, x.shape[1], x)
-        return F.conv2d(x, weight, bias, padding=before, groups=x.shape[1])
+        return F.conv2d(x, self.weight_for(x), bias, padding=before, groups=x.shape[1])
 
 
 class Upsample(nn.Module):
@@ -274,6 +277,58 @@ def _scaled_weight(weight: torch.Tensor, factors: torch.Tensor, transposed: bool
     # An explicit output: elementwise ops would otherwise lay the product out like ``weight``.
     out = torch.empty(src.shape, dtype=weight.dtype, device=weight.device)
     return torch.mul(src, factors[:, None, None, :], out=out).permute(0, 3, 1, 2)
+
+
+# One-image float32 up-convs that run faster as two plain convs than as one transposed conv
+# (bench/bench_stylegan2.py --phases, one thread): at these input widths and from this input size up
+# (channels x pixels), oneDNN's stride-2 transposed 3x3 conv reaches about 135 GFLOP/s against about
+# 240 for a plain conv, which pays for the split's 12 taps in place of 9 (G-1024's 256x128^2 and
+# 128x256^2 up-convs: 0.85x and 0.93x the time). Narrower or wider inputs, smaller ones (G-256's
+# 256x64^2 and 128x128^2: 1.3-1.4x) and bfloat16 (1.2-1.6x) keep the transposed conv.
+PHASE_SPLIT_CHANNELS = (128, 256)
+PHASE_SPLIT_MIN_ELEMENTS = 256 * 128 * 128
+
+
+def _phase_split(x: torch.Tensor, transposed_conv: nn.Module) -> bool:
+    """Whether the up-conv of ``x`` runs as :func:`up_conv_blur_by_phases` (see :data:`PHASE_SPLIT_CHANNELS`)."""
+    return (x.shape[0] == 1 and x.dtype == torch.float32 and x.shape[1] in PHASE_SPLIT_CHANNELS
+            and x.numel() >= PHASE_SPLIT_MIN_ELEMENTS and transposed_conv.kernel_size == 3
+            and x.is_contiguous(memory_format=torch.channels_last) and tuple(transposed_conv.blur.pad) == (1, 1))
+
+
+def up_conv_blur_by_phases(x: torch.Tensor, weight: torch.Tensor, blur: Blur,
+                           bias: torch.Tensor | None) -> torch.Tensor:
+    """``blur(conv_transpose2d(x, weight, stride=2)) + bias`` for a 3x3 ``weight`` [in, out, 3, 3], one image.
+
+    The stride-2 transposed conv writes output row 2p from input rows p-1 (tap 2) and p (tap 0), and
+    row 2p+1 from row p alone (tap 1); columns alike. So the even output rows are one 2x2 conv of the
+    input padded by one pixel, the odd rows one 1x2 conv, each giving the even and odd columns as two
+    channel halves [(even | odd), out]: 12 taps where the transposed conv has 9, at the plain conv
+    rate. In channels-last memory an even output row is then exactly one row of the first conv's
+    output (its pixels alternate even and odd columns), and an odd row one of the second's: both are
+    copied with a stride into a buffer with a zero border, which the blur reads with no padding.
+    """
+    _, c_in, h, w = x.shape
+    c = weight.shape[1]
+    taps = weight.transpose(0, 1)  # [out, in, ky, kx]
+    even = torch.zeros(2, c, 2, 2, c_in, dtype=x.dtype, device=x.device)  # [(col parity, out), r, c, in]
+    even[0] = taps.flip(2, 3)[:, :, ::2, ::2].permute(0, 2, 3, 1)  # rows/cols (p-1, p) <- taps (2, 0)
+    even[1, :, :, 1] = taps.flip(2)[:, :, ::2, 1].permute(0, 2, 1)  # odd column: tap 1 of pixel q
+    odd = torch.zeros(2, c, 1, 2, c_in, dtype=x.dtype, device=x.device)
+    odd[0, :, 0] = taps[:, :, 1].flip(2)[:, :, ::2].permute(0, 2, 1)
+    odd[1, :, 0, 1] = taps[:, :, 1, 1]
+    rows_even = F.conv2d(x, even.view(2 * c, 2, 2, c_in).permute(0, 3, 1, 2), padding=1)  # [2c, h+1, w+1]
+    rows_odd = F.conv2d(x, odd.view(2 * c, 1, 2, c_in).permute(0, 3, 1, 2), padding=(0, 1))  # [2c, h, w+1]
+    side_h, side_w = 2 * h + 3, 2 * w + 3
+    buf = torch.empty((1, c, side_h, side_w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    buf[:, :, 0].zero_()
+    buf[:, :, :, 0].zero_()
+    buf[:, :, side_h - 1].zero_()
+    row = side_w * c  # one buffer row; output pixel (2p+a, 2q+b) sits at buffer (2p+a+1, 2q+b+1)
+    start = buf.storage_offset() + row + c
+    buf.as_strided((1, 2 * c, h + 1, w + 1), (buf.stride(0), 1, 2 * row, 2 * c), start).copy_(rows_even)
+    buf.as_strided((1, 2 * c, h, w + 1), (buf.stride(0), 1, 2 * row, 2 * c), start + row).copy_(rows_odd)
+    return F.conv2d(buf, blur.weight_for(buf), bias, groups=c)
 
 
 def _pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -450,6 +505,8 @@ class ModulatedConv2d(nn.Module):
             factors = (styles * gain).view(1, self.in_ch)
         weight = _scaled_weight(self.weight if base is None else base, factors, transposed=self.upsample)
         if self.upsample:
+            if _phase_split(x, self):
+                return up_conv_blur_by_phases(x, weight, self.blur, bias)
             return self.blur(F.conv_transpose2d(x, weight, stride=2, padding=0), bias)
         if self.kernel_size == 1 and x.is_contiguous(memory_format=torch.channels_last):
             return _pointwise_conv(x, weight, bias)
