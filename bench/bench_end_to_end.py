@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import floor_rates, interleaved, print_table
+from _common import floor_rates, gflop, interleaved, print_table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -51,15 +51,6 @@ E2E_STEPS = ("photo pair (StyleMask)", "video, one frame (StyleMask)", "latent-p
 
 
 # --------------------------------------------------------------------------- networks
-
-
-def gflop(fn: Callable[[], object]) -> float:
-    """GFLOP of one call (torch's flop counter: convolutions and matrix products)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9
 
 
 def network_pairs() -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:

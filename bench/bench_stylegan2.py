@@ -45,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _common import allocator_state, floor_rates, floor_rows, median_time, memory_rows, print_table
+from _common import allocator_state, floor_rates, floor_rows, gflop, median_time, memory_rows, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -114,15 +114,6 @@ def import_baseline(rev: str, module: str, tmp: str):
     os.rename(os.path.join(tmp, "backends"), os.path.join(tmp, name))
     sys.path.insert(0, tmp)
     return importlib.import_module(f"{name}.{module}")
-
-
-def gflop(fn: Callable[[], object]) -> float:
-    """GFLOP of one call of ``fn`` by torch's flop counter (convolutions and matmuls, forward and backward)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9
 
 
 def interleaved(fns: dict[str, Callable[[], object]], runs: int, cpu_time: bool) -> dict[str, float]:

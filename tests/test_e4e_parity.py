@@ -220,21 +220,21 @@ def test_body_unit_fast_path_equals_the_module(in_ch: int, depth: int, stride: i
 
 
 def test_channels_last_option_gives_the_same_codes(inverter: e4e.E4EInverter, monkeypatch) -> None:
-    """FACELAB_E4E_CHANNELS_LAST=1 stores conv weights channels-last; the codes are those of the default layout.
+    """Conv weights are channels-last by default; FACELAB_E4E_CHANNELS_LAST=0 keeps NCHW, with the same codes.
 
     Measured max|diff| 2e-6 on codes of max|x| ~1.1 (another summation order in the convolutions).
     """
     state = {k: v for k, v in inverter.encoder.state_dict().items()}
     # 3x3 convs: a 1x1 weight is contiguous in both layouts.
     convs = [m for m in inverter.encoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
-    assert not any(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)  # default: NCHW
-    monkeypatch.setenv("FACELAB_E4E_CHANNELS_LAST", "1")
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)  # default
+    monkeypatch.setenv(e4e.CHANNELS_LAST_ENV, "0")
     encoder = e4e.encoder_from_state_dict(state)
-    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
-               for m in encoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert not any(m.weight.is_contiguous(memory_format=torch.channels_last)
+                   for m in encoder.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
     image = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.inference_mode():
         expected, actual = inverter.encoder(image), encoder(image)
-    print(f"e4e channels-last codes max|diff| {(actual - expected).abs().max().item():.3g} "
+    print(f"e4e NCHW codes max|diff| {(actual - expected).abs().max().item():.3g} "
           f"(max|x| {expected.abs().max().item():.3g})")
     assert torch.allclose(actual, expected, atol=1e-5 * expected.abs().max().item(), rtol=0)

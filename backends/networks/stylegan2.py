@@ -40,9 +40,11 @@ W+ layout (``n_latent`` rows): ``conv1`` reads row 0 and ``to_rgb1`` row 1;
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -289,9 +291,26 @@ PHASE_SPLIT_CHANNELS = (128, 256)
 PHASE_SPLIT_MIN_ELEMENTS = 256 * 128 * 128
 
 
+_phase_split_allowed = contextvars.ContextVar("stylegan2_phase_split", default=True)
+
+
+@contextlib.contextmanager
+def transposed_up_convs() -> Iterator[None]:
+    """Within: every up-conv runs as the transposed conv, the network's own arithmetic.
+
+    For counting a network's FLOPs (the phase split adds zero taps that a FLOP counter would count).
+    """
+    token = _phase_split_allowed.set(False)
+    try:
+        yield
+    finally:
+        _phase_split_allowed.reset(token)
+
+
 def _phase_split(x: torch.Tensor, transposed_conv: nn.Module) -> bool:
     """Whether the up-conv of ``x`` runs as :func:`up_conv_blur_by_phases` (see :data:`PHASE_SPLIT_CHANNELS`)."""
-    return (x.shape[0] == 1 and x.dtype == torch.float32 and x.shape[1] in PHASE_SPLIT_CHANNELS
+    return (_phase_split_allowed.get() and x.shape[0] == 1 and x.dtype == torch.float32
+            and x.shape[1] in PHASE_SPLIT_CHANNELS
             and x.numel() >= PHASE_SPLIT_MIN_ELEMENTS and transposed_conv.kernel_size == 3
             and x.is_contiguous(memory_format=torch.channels_last) and tuple(transposed_conv.blur.pad) == (1, 1))
 
