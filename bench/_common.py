@@ -153,14 +153,14 @@ def interleaved(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float
 def gflop(fn: Callable[[], Any]) -> float:
     """GFLOP of one call of ``fn`` by torch's flop counter (convolutions and matrix products).
 
-    Counts the network's own arithmetic: StyleGAN2's up-convs run as the transposed convs they are
-    while counting, so the zero taps of the faster phase split (``stylegan2.up_conv_blur_by_phases``)
-    never inflate the count a floor ratio divides by.
+    Counts the network's own arithmetic: StyleGAN2's up-convs convolve their exact inputs while
+    counting (``stylegan2.exact_up_convs``), so the zero row the faster path appends never inflates
+    the count a floor ratio divides by.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from backends.networks.stylegan2 import transposed_up_convs
+    from backends.networks.stylegan2 import exact_up_convs
 
-    with transposed_up_convs(), FlopCounterMode(display=False) as counter:
+    with exact_up_convs(), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops() / 1e9

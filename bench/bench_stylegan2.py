@@ -24,10 +24,10 @@ column. Takes several minutes.
 blur/upsampling, noise + activation, modulation), by torch.profiler's self CPU time per op, in
 float32 and in bfloat16.
 
-``--phases`` times each up-conv shape of G-1024 and G-256 (one image, one thread, interleaved) as
-oneDNN's stride-2 transposed conv + blur and as the two plain phase convs of
-``sg.up_conv_blur_by_phases``, in float32 and bfloat16, next to what ``sg._phase_split`` picks: the
-measurement behind ``sg.PHASE_SPLIT_CHANNELS``.
+``--up-convs`` times each up-conv shape of G-1024 and G-256 (one image, one thread, CPU time,
+interleaved) as the transposed conv + blur of the exact input and of the input with one zero row
+appended (``sg.up_conv_blur``), in float32 and bfloat16, next to what ``sg._pad_row`` picks: the
+measurement behind ``sg.PAD_ROW_MIN_ELEMENTS``.
 """
 
 from __future__ import annotations
@@ -241,8 +241,8 @@ UP_CONV_SHAPES = ((512, 512, 32), (512, 256, 64), (256, 128, 128), (128, 64, 256
                   (512, 256, 32), (256, 128, 64), (128, 64, 128))
 
 
-def phase_rows(runs: int) -> list[tuple[str, str]]:
-    """Transposed conv + blur against the phase split, per up-conv shape and dtype (one thread)."""
+def up_conv_rows(runs: int) -> list[tuple[str, str]]:
+    """Transposed conv + blur of the exact input against the one with a zero row appended, per shape and dtype."""
     torch.set_num_threads(1)
     rows: list[tuple[str, str]] = []
     gen = torch.Generator().manual_seed(0)
@@ -255,17 +255,24 @@ def phase_rows(runs: int) -> list[tuple[str, str]]:
                 weight = (0.05 * torch.randn(c_in, c_out, 3, 3, generator=gen)).to(dtype)
                 weight = weight.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # as _scaled_weight lays it
                 bias = torch.randn(c_out, generator=gen).to(dtype)
-                def transposed(x=x, weight=weight, blur=layer.blur, bias=bias) -> torch.Tensor:
-                    return blur(torch.nn.functional.conv_transpose2d(x, weight, stride=2), bias)
 
-                def phases(x=x, weight=weight, blur=layer.blur, bias=bias) -> torch.Tensor:
-                    return sg.up_conv_blur_by_phases(x, weight, blur, bias)
+                def exact(x=x, weight=weight, blur=layer.blur, bias=bias) -> torch.Tensor:
+                    with sg.exact_up_convs():
+                        return sg.up_conv_blur(x, weight, blur, bias)
 
-                times = interleaved({"transposed": transposed, "phases": phases}, runs, cpu_time=True)
-                picked = "phases" if sg._phase_split(x, layer) else "transposed"
+                def padded(x=x, weight=weight, blur=layer.blur, bias=bias) -> torch.Tensor:
+                    b, c, h, w = x.shape
+                    grown = torch.empty((b, c, h + 1, w), dtype=x.dtype, memory_format=torch.channels_last)
+                    grown[:, :, :h].copy_(x)  # as sg.up_conv_blur does where sg._pad_row says so
+                    grown[:, :, h].zero_()
+                    out = torch.nn.functional.conv_transpose2d(grown, weight, stride=2)
+                    return blur(out[:, :, :2 * h + 2], bias)[:, :, :2 * h]
+
+                times = interleaved({"exact": exact, "padded": padded}, runs, cpu_time=True)
+                picked = "zero row appended" if sg._pad_row(x) else "exact input"
                 name = f"{str(dtype).removeprefix('torch.')} {c_in}->{c_out} at {side}^2"
-                rows.append((name, f"transposed+blur {1e3 * times['transposed']:.1f} ms, phases "
-                                   f"{1e3 * times['phases']:.1f} ms ({times['phases'] / times['transposed']:.2f}x); "
+                rows.append((name, f"exact {1e3 * times['exact']:.1f} ms, zero row appended "
+                                   f"{1e3 * times['padded']:.1f} ms ({times['padded'] / times['exact']:.2f}x); "
                                    f"picked: {picked}"))
     return rows
 
@@ -287,13 +294,13 @@ def main() -> None:
     parser.add_argument("--baseline-rev", help="with --speed: also time this git revision's generator, interleaved")
     parser.add_argument("--profile", action="store_true",
                         help="only where one G-1024 synthesis spends its time on one thread (fp32 and bf16)")
-    parser.add_argument("--phases", action="store_true",
-                        help="only the up-conv table: transposed conv + blur against the phase split")
+    parser.add_argument("--up-convs", action="store_true",
+                        help="only the up-conv table: exact input against one zero row appended")
     args = parser.parse_args()
     device = torch.device(args.device)
-    if args.phases:
+    if args.up_convs:
         print(f"StyleGAN2 up-convs, one image, one thread, median of {max(args.runs, 5)} interleaved runs (CPU time)\n")
-        print_table(phase_rows(max(args.runs, 5)), "up-conv")
+        print_table(up_conv_rows(max(args.runs, 5)), "up-conv")
         return
     if args.profile:
         for dtype in (torch.float32, torch.bfloat16):

@@ -78,35 +78,35 @@ def test_weight_sum_of_squares_cache_follows_weight_changes() -> None:
 
 
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_up_conv_by_phases_equals_the_transposed_conv_and_blur(with_bias: bool) -> None:
-    """Two plain convs (even rows 2x2, odd rows 1x2) interleaved in memory = stride-2 transposed 3x3 + blur."""
-    layer = sg.ModulatedConv2d(5, 3, 3, 512, upsample=True)
-    x = torch.randn(1, 5, 7, 10, generator=_gen(9)).contiguous(memory_format=torch.channels_last)
-    weight = torch.randn(5, 3, 3, 3, generator=_gen(10))  # [in, out, ky, kx], asymmetric taps
-    bias = torch.randn(3, generator=_gen(11)) if with_bias else None
+def test_up_conv_with_a_zero_row_appended_equals_the_exact_one(with_bias: bool) -> None:
+    """The faster path (one zero input row appended, the extra output rows sliced off) gives the same numbers."""
+    layer = sg.ModulatedConv2d(256, 8, 3, 512, upsample=True)
+    x = torch.randn(1, 256, 128, 128, generator=_gen(9)).contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(256, 8, 3, 3, generator=_gen(10))  # [in, out, ky, kx], asymmetric taps
+    bias = torch.randn(8, generator=_gen(11)) if with_bias else None
     expected = layer.blur(F.conv_transpose2d(x, weight, stride=2), bias)
-    out = sg.up_conv_blur_by_phases(x, weight, layer.blur, bias)
-    assert out.shape == (1, 3, 14, 20)
+    assert sg._pad_row(x)
+    out = sg.up_conv_blur(x, weight, layer.blur, bias)
+    assert out.shape == (1, 8, 256, 256) and out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5 * float(expected.abs().max()))
+    with sg.exact_up_convs():  # what the benches count FLOPs under
+        assert not sg._pad_row(x)
+        torch.testing.assert_close(sg.up_conv_blur(x, weight, layer.blur, bias), expected, rtol=0,
+                                   atol=1e-5 * float(expected.abs().max()))
+    assert sg._pad_row(x)
 
 
-def test_phase_split_only_where_it_was_measured_faster() -> None:
-    layer = sg.ModulatedConv2d(256, 128, 3, 512, upsample=True)
-
+def test_zero_row_appended_only_where_it_was_measured_faster() -> None:
     def x(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.empty(*shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
 
-    assert sg._phase_split(x(1, 256, 128, 128), layer)  # G-1024's 128 -> 256 up-conv
-    assert sg._phase_split(x(1, 128, 256, 256), layer)  # and 256 -> 512
-    assert not sg._phase_split(x(1, 128, 128, 128), layer)  # G-256's 128 -> 256: slower split
-    assert not sg._phase_split(x(1, 512, 64, 64), layer)
-    assert not sg._phase_split(x(1, 64, 512, 512), layer)
-    assert not sg._phase_split(x(2, 256, 128, 128), layer)
-    assert not sg._phase_split(x(1, 256, 128, 128, dtype=torch.bfloat16), layer)
-    assert not sg._phase_split(torch.empty(1, 256, 128, 128), layer)  # NCHW
-    with sg.transposed_up_convs():  # what the benches count FLOPs under
-        assert not sg._phase_split(x(1, 256, 128, 128), layer)
-    assert sg._phase_split(x(1, 256, 128, 128), layer)
+    assert sg._pad_row(x(1, 256, 128, 128))  # G-1024's 128 -> 256 up-conv
+    assert sg._pad_row(x(1, 64, 512, 512))  # and 512 -> 1024
+    assert not sg._pad_row(x(1, 512, 64, 64))  # no gain below 256x128^2 elements
+    assert not sg._pad_row(x(1, 128, 128, 128))  # G-256's 128 -> 256 up-conv
+    assert not sg._pad_row(x(2, 256, 128, 128))  # batches keep the exact shape
+    assert not sg._pad_row(x(1, 256, 128, 128, dtype=torch.bfloat16))
+    assert not sg._pad_row(torch.empty(1, 256, 128, 128))  # NCHW
 
 
 @pytest.mark.parametrize("upsample", [False, True])

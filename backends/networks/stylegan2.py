@@ -281,73 +281,50 @@ def _scaled_weight(weight: torch.Tensor, factors: torch.Tensor, transposed: bool
     return torch.mul(src, factors[:, None, None, :], out=out).permute(0, 3, 1, 2)
 
 
-# One-image float32 up-convs that run faster as two plain convs than as one transposed conv
-# (bench/bench_stylegan2.py --phases, one thread): at these input widths and from this input size up
-# (channels x pixels), oneDNN's stride-2 transposed 3x3 conv reaches about 135 GFLOP/s against about
-# 240 for a plain conv, which pays for the split's 12 taps in place of 9 (G-1024's 256x128^2 and
-# 128x256^2 up-convs: 0.85x and 0.93x the time). Narrower or wider inputs, smaller ones (G-256's
-# 256x64^2 and 128x128^2: 1.3-1.4x) and bfloat16 (1.2-1.6x) keep the transposed conv.
-PHASE_SPLIT_CHANNELS = (128, 256)
-PHASE_SPLIT_MIN_ELEMENTS = 256 * 128 * 128
+# oneDNN's float32 stride-2 transposed conv takes a slow path on this project's power-of-two inputs of
+# 256x128^2 elements and more: with one zero row appended to a one-image input it runs in 0.64-0.84x
+# the time (G-1024's 256x128^2, 128x256^2 and 64x512^2 up-convs; ``bench/bench_stylegan2.py
+# --up-convs``). Smaller inputs (G-256's 128x128^2: 1.05x), batches and bfloat16 keep the exact shape.
+PAD_ROW_MIN_ELEMENTS = 256 * 128 * 128
 
-
-_phase_split_allowed = contextvars.ContextVar("stylegan2_phase_split", default=True)
+_pad_row_allowed = contextvars.ContextVar("stylegan2_pad_row", default=True)
 
 
 @contextlib.contextmanager
-def transposed_up_convs() -> Iterator[None]:
-    """Within: every up-conv runs as the transposed conv, the network's own arithmetic.
+def exact_up_convs() -> Iterator[None]:
+    """Within: every up-conv convolves its input as it is (no appended zero row).
 
-    For counting a network's FLOPs (the phase split adds zero taps that a FLOP counter would count).
+    For counting a network's own FLOPs, which the appended row would raise by 1/H.
     """
-    token = _phase_split_allowed.set(False)
+    token = _pad_row_allowed.set(False)
     try:
         yield
     finally:
-        _phase_split_allowed.reset(token)
+        _pad_row_allowed.reset(token)
 
 
-def _phase_split(x: torch.Tensor, transposed_conv: nn.Module) -> bool:
-    """Whether the up-conv of ``x`` runs as :func:`up_conv_blur_by_phases` (see :data:`PHASE_SPLIT_CHANNELS`)."""
-    return (_phase_split_allowed.get() and x.shape[0] == 1 and x.dtype == torch.float32
-            and x.shape[1] in PHASE_SPLIT_CHANNELS
-            and x.numel() >= PHASE_SPLIT_MIN_ELEMENTS and transposed_conv.kernel_size == 3
-            and x.is_contiguous(memory_format=torch.channels_last) and tuple(transposed_conv.blur.pad) == (1, 1))
+def _pad_row(x: torch.Tensor) -> bool:
+    """Whether :func:`up_conv_blur` appends a zero row to ``x`` (see :data:`PAD_ROW_MIN_ELEMENTS`)."""
+    return (_pad_row_allowed.get() and x.shape[0] == 1 and x.dtype == torch.float32 and x.device.type == "cpu"
+            and x.numel() >= PAD_ROW_MIN_ELEMENTS and x.is_contiguous(memory_format=torch.channels_last))
 
 
-def up_conv_blur_by_phases(x: torch.Tensor, weight: torch.Tensor, blur: Blur,
-                           bias: torch.Tensor | None) -> torch.Tensor:
-    """``blur(conv_transpose2d(x, weight, stride=2)) + bias`` for a 3x3 ``weight`` [in, out, 3, 3], one image.
+def up_conv_blur(x: torch.Tensor, weight: torch.Tensor, blur: Blur, bias: torch.Tensor | None) -> torch.Tensor:
+    """``blur(conv_transpose2d(x, weight, stride=2), bias)``: the up-sampling conv, [B, out, 2H, 2W].
 
-    The stride-2 transposed conv writes output row 2p from input rows p-1 (tap 2) and p (tap 0), and
-    row 2p+1 from row p alone (tap 1); columns alike. So the even output rows are one 2x2 conv of the
-    input padded by one pixel, the odd rows one 1x2 conv, each giving the even and odd columns as two
-    channel halves [(even | odd), out]: 12 taps where the transposed conv has 9, at the plain conv
-    rate. In channels-last memory an even output row is then exactly one row of the first conv's
-    output (its pixels alternate even and odd columns), and an odd row one of the second's: both are
-    copied with a stride into a buffer with a zero border, which the blur reads with no padding.
+    Where :func:`_pad_row` says so, the input gets one zero row at the bottom first. A zero input
+    row only adds zero output rows 2H+1 and 2H+2 (row 2H still holds the last real row's tap 2),
+    and a zero row is what the blur pads with, so the first 2H blurred rows are the same numbers;
+    the extra row is sliced off (the result stays one channels-last block of memory).
     """
-    _, c_in, h, w = x.shape
-    c = weight.shape[1]
-    taps = weight.transpose(0, 1)  # [out, in, ky, kx]
-    even = torch.zeros(2, c, 2, 2, c_in, dtype=x.dtype, device=x.device)  # [(col parity, out), r, c, in]
-    even[0] = taps.flip(2, 3)[:, :, ::2, ::2].permute(0, 2, 3, 1)  # rows/cols (p-1, p) <- taps (2, 0)
-    even[1, :, :, 1] = taps.flip(2)[:, :, ::2, 1].permute(0, 2, 1)  # odd column: tap 1 of pixel q
-    odd = torch.zeros(2, c, 1, 2, c_in, dtype=x.dtype, device=x.device)
-    odd[0, :, 0] = taps[:, :, 1].flip(2)[:, :, ::2].permute(0, 2, 1)
-    odd[1, :, 0, 1] = taps[:, :, 1, 1]
-    rows_even = F.conv2d(x, even.view(2 * c, 2, 2, c_in).permute(0, 3, 1, 2), padding=1)  # [2c, h+1, w+1]
-    rows_odd = F.conv2d(x, odd.view(2 * c, 1, 2, c_in).permute(0, 3, 1, 2), padding=(0, 1))  # [2c, h, w+1]
-    side_h, side_w = 2 * h + 3, 2 * w + 3
-    buf = torch.empty((1, c, side_h, side_w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-    buf[:, :, 0].zero_()
-    buf[:, :, :, 0].zero_()
-    buf[:, :, side_h - 1].zero_()
-    row = side_w * c  # one buffer row; output pixel (2p+a, 2q+b) sits at buffer (2p+a+1, 2q+b+1)
-    start = buf.storage_offset() + row + c
-    buf.as_strided((1, 2 * c, h + 1, w + 1), (buf.stride(0), 1, 2 * row, 2 * c), start).copy_(rows_even)
-    buf.as_strided((1, 2 * c, h, w + 1), (buf.stride(0), 1, 2 * row, 2 * c), start + row).copy_(rows_odd)
-    return F.conv2d(buf, blur.weight_for(buf), bias, groups=c)
+    if not _pad_row(x):
+        return blur(F.conv_transpose2d(x, weight, stride=2, padding=0), bias)
+    b, c, h, w = x.shape
+    padded = torch.empty((b, c, h + 1, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    padded[:, :, :h].copy_(x)
+    padded[:, :, h].zero_()
+    y = F.conv_transpose2d(padded, weight, stride=2, padding=0)  # [1, out, 2H+3, 2W+1]
+    return blur(y[:, :, :2 * h + 2], bias)[:, :, :2 * h]
 
 
 def _pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -524,9 +501,7 @@ class ModulatedConv2d(nn.Module):
             factors = (styles * gain).view(1, self.in_ch)
         weight = _scaled_weight(self.weight if base is None else base, factors, transposed=self.upsample)
         if self.upsample:
-            if _phase_split(x, self):
-                return up_conv_blur_by_phases(x, weight, self.blur, bias)
-            return self.blur(F.conv_transpose2d(x, weight, stride=2, padding=0), bias)
+            return up_conv_blur(x, weight, self.blur, bias)
         if self.kernel_size == 1 and x.is_contiguous(memory_format=torch.channels_last):
             return _pointwise_conv(x, weight, bias)
         return F.conv2d(x, weight, bias, padding=self.kernel_size // 2)
@@ -555,7 +530,7 @@ class ModulatedConv2d(nn.Module):
             weight = weight.transpose(0, 1)
         demod = self._demod(s, base, gain).to(x.dtype) if self.demodulate else None
         if self.upsample:
-            out = self.blur(F.conv_transpose2d(x, weight, stride=2, padding=0))
+            out = up_conv_blur(x, weight, self.blur, None)
         else:
             out = F.conv2d(x, weight, bias if demod is None else None, padding=self.kernel_size // 2)
             if demod is None:
