@@ -313,9 +313,8 @@ def up_conv_blur(x: torch.Tensor, weight: torch.Tensor, blur: Blur, bias: torch.
     """``blur(conv_transpose2d(x, weight, stride=2), bias)``: the up-sampling conv, [B, out, 2H, 2W].
 
     Where :func:`_pad_row` says so, the input gets one zero row at the bottom first. A zero input
-    row only adds zero output rows 2H+1 and 2H+2 (row 2H still holds the last real row's tap 2),
-    and a zero row is what the blur pads with, so the first 2H blurred rows are the same numbers;
-    the extra row is sliced off (the result stays one channels-last block of memory).
+    row only adds output rows 2H+1 and 2H+2, both zero (row 2H still holds the last real row's tap
+    2), so the first 2H+1 rows are the exact transposed conv's, which the blur reads as a view.
     """
     if not _pad_row(x):
         return blur(F.conv_transpose2d(x, weight, stride=2, padding=0), bias)
@@ -324,7 +323,7 @@ def up_conv_blur(x: torch.Tensor, weight: torch.Tensor, blur: Blur, bias: torch.
     padded[:, :, :h].copy_(x)
     padded[:, :, h].zero_()
     y = F.conv_transpose2d(padded, weight, stride=2, padding=0)  # [1, out, 2H+3, 2W+1]
-    return blur(y[:, :, :2 * h + 2], bias)[:, :, :2 * h]
+    return blur(y[:, :, :2 * h + 1], bias)  # (one image: the view is still one block of memory)
 
 
 def _pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
