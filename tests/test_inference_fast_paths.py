@@ -135,6 +135,25 @@ def test_weight_kept_channels_innermost_with_the_same_values(upsample: bool) -> 
     assert conv.to(torch.bfloat16).weight.permute(order).is_contiguous()  # .to() keeps the layout
 
 
+def test_gradients_after_an_inference_pass_are_bit_identical() -> None:
+    """FALCO's step through a generator that rendered at inference first (its weights laid out anew)
+    computes exactly what it computes through one that never did: the autograd path reads the weights
+    in the checkpoint's layout."""
+    torch.manual_seed(13)
+    fresh = sg.Generator(64, channel_multiplier=1).eval().requires_grad_(False)
+    used = copy.deepcopy(fresh)
+    w = torch.randn(1, used.n_latent, 512)
+    with torch.inference_mode():
+        used.synthesis(w)
+    assert not used.convs[0].conv.weight.is_contiguous() and fresh.convs[0].conv.weight.is_contiguous()
+    grads = []
+    for g in (fresh, used):
+        wg = w.clone().requires_grad_(True)
+        g.synthesis(wg).square().mean().backward()
+        grads.append(wg.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
 def test_clip_sequence_first_gives_the_batch_first_numbers() -> None:
     from backends.networks import clip as clip_net
 
