@@ -256,19 +256,10 @@ def up_conv_rows(runs: int) -> list[tuple[str, str]]:
                 weight = weight.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # as _scaled_weight lays it
                 bias = torch.randn(c_out, generator=gen).to(dtype)
 
-                def exact(x=x, weight=weight, blur=layer.blur, bias=bias) -> torch.Tensor:
-                    with sg.exact_up_convs():
-                        return sg.up_conv_blur(x, weight, blur, bias)
+                def way(pad_row: bool, x=x, weight=weight, blur=layer.blur, bias=bias) -> Callable[[], object]:
+                    return lambda: sg.up_conv_blur(x, weight, blur, bias, pad_row=pad_row)
 
-                def padded(x=x, weight=weight, blur=layer.blur, bias=bias) -> torch.Tensor:
-                    b, c, h, w = x.shape
-                    grown = torch.empty((b, c, h + 1, w), dtype=x.dtype, memory_format=torch.channels_last)
-                    grown[:, :, :h].copy_(x)  # as sg.up_conv_blur does where sg._pad_row says so
-                    grown[:, :, h].zero_()
-                    out = torch.nn.functional.conv_transpose2d(grown, weight, stride=2)
-                    return blur(out[:, :, :2 * h + 1], bias)
-
-                times = interleaved({"exact": exact, "padded": padded}, runs, cpu_time=True)
+                times = interleaved({"exact": way(False), "padded": way(True)}, runs, cpu_time=True)
                 picked = "zero row appended" if sg._pad_row(x) else "exact input"
                 name = f"{str(dtype).removeprefix('torch.')} {c_in}->{c_out} at {side}^2"
                 rows.append((name, f"exact {1e3 * times['exact']:.1f} ms, zero row appended "

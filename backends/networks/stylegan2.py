@@ -200,10 +200,6 @@ class Blur(nn.Module):
         self.pad = pad
         self._weight = _FirWeightCache(flip=True)
 
-    def weight_for(self, x: torch.Tensor) -> torch.Tensor:
-        """The depthwise conv weight [C, 1, kh, kw] that applies this FIR to every channel of ``x``."""
-        return self._weight.get(self.kernel, x.shape[1], x)
-
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """``upfirdn2d(x, kernel, pad=pad)`` (+ ``bias`` per channel), as one depthwise conv."""
         before, after = self.pad
@@ -211,7 +207,8 @@ class Blur(nn.Module):
             out = upfirdn2d(x, self.kernel, pad=self.pad)
             return out if bias is None else out + bias.view(1, -1, 1, 1)
         # Equal padding on every side is the conv's own zero padding: no padded copy of x.
-        return F.conv2d(x, self.weight_for(x), bias, padding=before, groups=x.shape[1])
+        weight = self._weight.get(self.kernel, x.shape[1], x)
+        return F.conv2d(x, weight, bias, padding=before, groups=x.shape[1])
 
 
 class Upsample(nn.Module):
@@ -309,14 +306,16 @@ def _pad_row(x: torch.Tensor) -> bool:
             and x.numel() >= PAD_ROW_MIN_ELEMENTS and x.is_contiguous(memory_format=torch.channels_last))
 
 
-def up_conv_blur(x: torch.Tensor, weight: torch.Tensor, blur: Blur, bias: torch.Tensor | None) -> torch.Tensor:
+def up_conv_blur(x: torch.Tensor, weight: torch.Tensor, blur: Blur, bias: torch.Tensor | None,
+                 pad_row: bool | None = None) -> torch.Tensor:
     """``blur(conv_transpose2d(x, weight, stride=2), bias)``: the up-sampling conv, [B, out, 2H, 2W].
 
-    Where :func:`_pad_row` says so, the input gets one zero row at the bottom first. A zero input
-    row only adds output rows 2H+1 and 2H+2, both zero (row 2H still holds the last real row's tap
-    2), so the first 2H+1 rows are the exact transposed conv's, which the blur reads as a view.
+    Where :func:`_pad_row` says so (or ``pad_row``, for one image, forces it either way), the input
+    gets one zero row at the bottom first. A zero input row only adds output rows 2H+1 and 2H+2, both
+    zero (row 2H still holds the last real row's tap 2), so the first 2H+1 rows are the exact
+    transposed conv's, which the blur reads as a view.
     """
-    if not _pad_row(x):
+    if not (_pad_row(x) if pad_row is None else pad_row):
         return blur(F.conv_transpose2d(x, weight, stride=2, padding=0), bias)
     b, c, h, w = x.shape
     padded = torch.empty((b, c, h + 1, w), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
