@@ -153,14 +153,16 @@ def interleaved(fns: dict[str, Callable[[], Any]], runs: int) -> dict[str, float
 def gflop(fn: Callable[[], Any]) -> float:
     """GFLOP of one call of ``fn`` by torch's flop counter (convolutions and matrix products).
 
-    Counts the network's own arithmetic: StyleGAN2's up-convs convolve their exact inputs while
-    counting (``stylegan2.exact_up_convs``), so the zero row the faster path appends never inflates
-    the count a floor ratio divides by.
+    Counts the network's own arithmetic, as the direct convolution defines it: while counting,
+    StyleGAN2's up-convs convolve their exact inputs (``stylegan2.exact_up_convs``: the zero row the
+    faster path appends never inflates the count a floor ratio divides by) and its 3x3 convs run
+    oneDNN's direct algorithm (``stylegan2.direct_convs``: the counter cannot see NNPACK's Winograd
+    convs, which do about a fifth of those multiplications).
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from backends.networks.stylegan2 import exact_up_convs
+    from backends.networks.stylegan2 import direct_convs, exact_up_convs
 
-    with exact_up_convs(), FlopCounterMode(display=False) as counter:
+    with exact_up_convs(), direct_convs(), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops() / 1e9

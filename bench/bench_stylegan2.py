@@ -24,6 +24,11 @@ column. Takes several minutes.
 blur/upsampling, noise + activation, modulation), by torch.profiler's self CPU time per op, in
 float32 and in bfloat16.
 
+``--winograd`` times the one-image 3x3 convs of G-1024, G-256 and e4e on one thread as oneDNN's
+direct conv and as NNPACK's Winograd conv (``sg.winograd_conv3x3``, layout transposes included),
+next to what ``sg._winograd`` picks, then whole G-1024 and G-256 syntheses with and without it:
+the measurement behind ``sg.WINOGRAD_MIN_CHANNELS`` and its neighbours.
+
 ``--up-convs`` times each up-conv shape of G-1024 and G-256 (one image, one thread, CPU time,
 interleaved) as the transposed conv + blur of the exact input and of the input with one zero row
 appended (``sg.up_conv_blur``), in float32 and bfloat16, next to what ``sg._pad_row`` picks: the
@@ -45,6 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from _common import allocator_state, floor_rates, floor_rows, gflop, median_time, memory_rows, print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -268,6 +274,51 @@ def up_conv_rows(runs: int) -> list[tuple[str, str]]:
     return rows
 
 
+# (in = out channels, side) of the one-image 3x3 convs NNPACK's Winograd path was measured on: G-1024's and
+# G-256's stride-1 convs from 16^2 up (cm 2 and cm 1), and e4e's 256-channel stage
+WINOGRAD_SHAPES = ((512, 16), (512, 32), (512, 64), (256, 128), (128, 256), (64, 512), (256, 64), (128, 128),
+                   (256, 32))
+
+
+def winograd_rows(runs: int) -> list[tuple[str, str]]:
+    """One thread: each 3x3 conv shape direct (oneDNN) against Winograd (NNPACK), then whole syntheses."""
+    torch.set_num_threads(1)
+    if not sg._nnpack_ready():
+        return [("NNPACK", "not in this torch build: every 3x3 conv is oneDNN's direct one")]
+    rows: list[tuple[str, str]] = []
+    gen = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for c, side in WINOGRAD_SHAPES:
+            x = torch.randn(1, c, side, side, generator=gen).contiguous(memory_format=torch.channels_last)
+            weight = 0.02 * torch.randn(c, c, 3, 3, generator=gen)
+            laid_out = weight.contiguous(memory_format=torch.channels_last)  # as _scaled_weight lays it
+            bias = torch.randn(c, generator=gen)
+            times = interleaved({"direct": lambda x=x, w=laid_out, b=bias: F.conv2d(x, w, b, padding=1),
+                                 "winograd": lambda x=x, w=weight, b=bias: sg.winograd_conv3x3(x, w, b)},
+                                runs, cpu_time=True)
+            picked = "Winograd" if sg._winograd(x, c) else "direct"
+            rows.append((f"3x3 conv {c}->{c} at {side}^2",
+                         f"direct {1e3 * times['direct']:.1f} ms, Winograd (transposes included) "
+                         f"{1e3 * times['winograd']:.1f} ms ({times['winograd'] / times['direct']:.2f}x); "
+                         f"picked: {picked}"))
+    for size, cm, make in ((1024, 2, sg.standin_checkpoint_ffhq1024), (256, 1, sg.standin_checkpoint_vox256)):
+        G = sg.load_rosinality_checkpoint(make(), size=size, channel_multiplier=cm)  # (outside inference mode)
+        with torch.inference_mode():
+            w = G.to_wplus(G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0))))
+
+            def direct(G=G, w=w) -> object:
+                with sg.direct_convs():
+                    return G.synthesis(w)
+
+            diff = float((G.synthesis(w) - direct()).abs().max())
+            times = interleaved({"direct": direct, "winograd": lambda G=G, w=w: G.synthesis(w)}, runs, cpu_time=True)
+            rows.append((f"G-{size} synthesis, 1 image",
+                         f"all direct {1e3 * times['direct']:.0f} ms, Winograd where picked "
+                         f"{1e3 * times['winograd']:.0f} ms ({times['winograd'] / times['direct']:.2f}x); "
+                         f"images differ by {diff:.1e} at most"))
+    return rows
+
+
 def bench(runs: int, device: torch.device) -> list[tuple[str, str]]:
     """Measure every step; returns (row name, value) pairs."""
     rows: list[tuple[str, str]] = []
@@ -287,11 +338,18 @@ def main() -> None:
                         help="only where one G-1024 synthesis spends its time on one thread (fp32 and bf16)")
     parser.add_argument("--up-convs", action="store_true",
                         help="only the up-conv table: exact input against one zero row appended")
+    parser.add_argument("--winograd", action="store_true",
+                        help="only the Winograd table: direct against NNPACK 3x3 convs, one thread")
     args = parser.parse_args()
     device = torch.device(args.device)
     if args.up_convs:
         print(f"StyleGAN2 up-convs, one image, one thread, median of {max(args.runs, 5)} interleaved runs (CPU time)\n")
         print_table(up_conv_rows(max(args.runs, 5)), "up-conv")
+        return
+    if args.winograd:
+        print(f"StyleGAN2 3x3 convs, one image, one thread, float32, median of {max(args.runs, 5)} interleaved runs "
+              f"(CPU time)\n")
+        print_table(winograd_rows(max(args.runs, 5)), "conv")
         return
     if args.profile:
         for dtype in (torch.float32, torch.bfloat16):

@@ -111,6 +111,79 @@ def test_zero_row_appended_only_where_it_was_measured_faster() -> None:
     assert not sg._pad_row(torch.empty(1, 256, 128, 128))  # NCHW
 
 
+needs_nnpack = pytest.mark.skipif(not sg._nnpack_ready(), reason="this torch build has no NNPACK (every 3x3 conv "
+                                  "is oneDNN's direct one there; the Winograd path never runs)")
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@needs_nnpack
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_winograd_conv_equals_the_direct_conv(one_thread, with_bias: bool) -> None:
+    gen = _gen(21)
+    x = torch.randn(1, 64, 40, 24, generator=gen).contiguous(memory_format=torch.channels_last)
+    weight = 0.05 * torch.randn(96, 64, 3, 3, generator=gen)
+    bias = torch.randn(96, generator=gen) if with_bias else None
+    expected = F.conv2d(x.double(), weight.double(), None if bias is None else bias.double(), padding=1)
+    out = sg.winograd_conv3x3(x, weight, bias)
+    assert out.shape == (1, 96, 40, 24) and out.is_contiguous(memory_format=torch.channels_last)
+    # Winograd F(6x6, 3x3) in float32 rounds to about 1e-5 of the output's range (the direct conv: 2e-6).
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=5e-5 * float(expected.abs().max()))
+
+
+@needs_nnpack
+def test_winograd_only_where_it_was_measured_faster(one_thread) -> None:
+    def x(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.empty(*shape, dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+    assert sg._winograd(x(1, 512, 32, 32), 512)  # G-1024 and G-256 at 32^2
+    assert sg._winograd(x(1, 512, 64, 64), 512)
+    assert sg._winograd(x(1, 256, 128, 128), 256)  # G-1024 at 128^2
+    assert sg._winograd(x(1, 256, 64, 64), 256)  # G-256 at 64^2
+    assert not sg._winograd(x(1, 256, 32, 32), 256)  # too little work per weight (e4e's 256 stage)
+    assert not sg._winograd(x(1, 512, 16, 16), 512)
+    assert not sg._winograd(x(1, 128, 128, 128), 128)  # too few channels
+    assert not sg._winograd(x(1, 128, 256, 256), 128)
+    assert not sg._winograd(x(1, 512, 64, 64), 128)  # (the smaller side counts)
+    assert not sg._winograd(x(2, 512, 32, 32), 512)  # batches: the shared-weight batched conv
+    assert not sg._winograd(x(1, 512, 32, 32, dtype=torch.bfloat16), 512)
+    assert not sg._winograd(torch.empty(1, 512, 32, 32), 512)  # NCHW
+    with sg.direct_convs():
+        assert not sg._winograd(x(1, 512, 32, 32), 512)
+    torch.set_num_threads(2)  # NNPACK's own pool loses to oneDNN's on two threads
+    assert not sg._winograd(x(1, 512, 32, 32), 512)
+
+
+@needs_nnpack
+def test_winograd_layer_equals_the_direct_one(one_thread) -> None:
+    """A wide layer on one thread (Winograd) against the same layer inside ``direct_convs()``, both forms."""
+    torch.manual_seed(22)
+    for c, side in ((512, 32), (256, 8)):  # the folded form, and the shared one (activations < weight)
+        conv = sg.ModulatedConv2d(c, c, 3, 512)
+        x = torch.randn(1, c, side, side).contiguous(memory_format=torch.channels_last)
+        s = torch.randn(1, c) + 1
+        bias = torch.randn(c)
+        with torch.inference_mode():
+            with sg.direct_convs():
+                expected = conv._conv(x, s, gain=2.0, bias=bias)
+            if side == 8:  # the rule keeps small inputs direct: widen it for this check
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr(sg, "WINOGRAD_MIN_WIDTH", 8)
+                    assert sg._winograd(x, c)
+                    out = conv._conv(x, s, gain=2.0, bias=bias)
+            else:
+                assert sg._winograd(x, c)
+                out = conv._conv(x, s, gain=2.0, bias=bias)
+        torch.testing.assert_close(out, expected, rtol=0, atol=5e-5 * float(expected.abs().max()))
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize("upsample", [False, True])
 def test_weight_kept_channels_innermost_with_the_same_values(upsample: bool) -> None:
     """The stored weight's layout changes at the first inference; its values, keys and results do not."""

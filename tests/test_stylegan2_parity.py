@@ -218,6 +218,53 @@ def test_hyperreenact_weight_deltas_image(g_vox):
 
 
 # ---------------------------------------------------------------------------
+# One thread: the wide 3x3 convs run NNPACK's Winograd algorithm
+# ---------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def test_one_thread_winograd_convs_keep_every_image_within_tolerance(g_ffhq, g_vox, monkeypatch):
+    """The test suite runs on two threads, where every conv is oneDNN's direct one; on one thread (the
+    folder-job workers) the wide layers go through NNPACK. The same fixture cases hold there, with
+    and without HyperReenact's weight offsets, and the Winograd path really ran on the expected layers."""
+    if not sg._nnpack_ready():
+        pytest.skip("this torch build has no NNPACK: every conv is the direct one, tested above")
+    shapes: list[tuple[int, ...]] = []
+    real = sg.winograd_conv3x3
+
+    def spy(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        shapes.append((x.shape[1], weight.shape[0], x.shape[2]))
+        return real(x, weight, bias)
+
+    monkeypatch.setattr(sg, "winograd_conv3x3", spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        case = load_case(ROS, "case_b_synthesis.npz")
+        image = g_ffhq(t(case["wplus"]), truncation=1.0, noise="const")
+        assert sorted(shapes) == [(256, 256, 128), (512, 512, 32), (512, 512, 64)]  # (in, out, side)
+        assert_close(image, case["image"], ROS_IMG_TOL, "rosinality b, one thread (Winograd): image 1024")
+
+        shapes.clear()
+        case = load_case(ROS, "case_vox256.npz")
+        kwargs = dict(truncation=float(case["truncation"]), truncation_latent=t(case["trunc_latent"]))
+        assert_close(g_vox(t(case["wplus"]), **kwargs), case["image"], ROS_IMG_TOL,
+                     "rosinality vox256, one thread (Winograd): image")
+        assert sorted(shapes) == [(256, 256, 64), (512, 512, 32)]
+
+        hyper = load_case(HR, "case_b_hypernet.npz")
+        case = load_case(HR, "case_c_reenact.npz")
+        tuned = hyper["tuned_layers"].tolist()
+        deltas = sg.hyperstyle_to_conv_deltas(
+            [t(hyper[f"delta_{i:02d}"]) if i in tuned else None for i in range(20)])
+        kwargs = dict(truncation=float(case["truncation"]), truncation_latent=t(case["trunc_latent"]))
+        assert_close(g_vox(t(case["wplus"]), weight_deltas=deltas, **kwargs), case["image"], HR_IMG_TOL,
+                     "hyperreenact c, one thread (Winograd): image W(1+delta)")
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------
 # Loader errors
 # ---------------------------------------------------------------------------
 

@@ -26,12 +26,14 @@ the conv (or the blur); the noise add is a rank-1 ``addmm_`` on the
 slow in elementwise kernels), blocked with the in-place leaky-ReLU so each
 block is read once; the toRGB 1x1 conv is one matrix product; the FIR blur
 and the toRGB 2x upsampling are single depthwise convolutions with cached
-kernels. The maths is the official one; outputs differ only by float
-rounding. Under autograd (FALCO) the official per-sample weights and
-operation order are kept, because Adam magnifies rounding differences (see
-:meth:`StyledConv.forward_styled`); only the noise/bias/activation epilogue
-is one autograd Function there, bit-identical but with one full-size
-tensor instead of four.
+kernels. On one thread the widest 3x3 convs (256-512 channels, 32^2-128^2)
+run NNPACK's Winograd algorithm instead of oneDNN's direct one (see
+:data:`WINOGRAD_MIN_CHANNELS`). The maths is the official one; outputs
+differ only by float rounding. Under autograd (FALCO) the official
+per-sample weights and operation order are kept, because Adam magnifies
+rounding differences (see :meth:`StyledConv.forward_styled`); only the
+noise/bias/activation epilogue is one autograd Function there,
+bit-identical but with one full-size tensor instead of four.
 
 W+ layout (``n_latent`` rows): ``conv1`` reads row 0 and ``to_rgb1`` row 1;
 ``convs[2k]`` reads row 2k+1, ``convs[2k+1]`` row 2k+2 and ``to_rgbs[k]`` row
@@ -257,6 +259,23 @@ class _SumSquaresCache:
         return self.value
 
 
+class _ContiguousCache:
+    """A contiguous copy of ``weight[0]`` ([out, in, k, k]), rebuilt when the weight changes."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.value: torch.Tensor | None = None
+
+    def get(self, weight: torch.Tensor) -> torch.Tensor:
+        version = 0 if weight.is_inference() else weight._version
+        key = (id(weight), weight.data_ptr(), version, weight.dtype, weight.device, tuple(weight.shape))
+        if key != self.key:
+            with torch.inference_mode(False), torch.no_grad():
+                self.value = weight[0].contiguous()
+            self.key = key
+        return self.value
+
+
 def _scaled_weight(weight: torch.Tensor, factors: torch.Tensor, transposed: bool) -> torch.Tensor:
     """``weight[0] * factors[o, i]`` in the channels-last layout the oneDNN convolutions read.
 
@@ -325,6 +344,78 @@ def up_conv_blur(x: torch.Tensor, weight: torch.Tensor, blur: Blur, bias: torch.
     return blur(y[:, :, :2 * h + 1], bias)  # (one image: the view is still one block of memory)
 
 
+# NNPACK (built into torch's x86 and ARM Linux wheels) runs a stride-1 3x3 conv as Winograd F(6x6, 3x3),
+# with about a fifth of the direct conv's multiplications but transforms that cost per channel and per
+# pixel: it pays for wide layers only. On one image, float32, one thread, the layout transposes included,
+# against oneDNN's direct channels-last conv on this project's CPU (several runs): 512 channels at 32^2
+# 0.69-0.90x, at 64^2 0.58x, 256 at 128^2 0.71-0.73x, at 64^2 0.72-0.96x; 256 at 32^2 0.92-1.09x, 512 at
+# 16^2 1.2-1.6x, 64 at 512^2 1.3-1.6x; 128 at 128^2-256^2 0.9-1.2x alone but slower inside a render (with
+# 128 as the channel minimum a G-1024 render took 0.97x the direct one's time, with 256 0.92x)
+# (``bench/bench_stylegan2.py --winograd``). On two threads its own thread pool loses to oneDNN's at every
+# G-256 layer (1.2x the synthesis), so it runs on one thread only: the one-thread workers of folder jobs and
+# the one-thread benches. Its rounding differs from the direct conv's by about 1e-5 of the output's range
+# (G-1024's image: 9e-6 of 3.0).
+WINOGRAD_MIN_CHANNELS = 256  # the smaller of the conv's input and output channels
+WINOGRAD_MIN_WIDTH = 512 * 32  # input channels x side
+WINOGRAD_MAX_SIDE = 128
+
+
+def _winograd(x: torch.Tensor, channels_out: int) -> bool:
+    """Whether a 3x3 conv of ``x`` to ``channels_out`` channels runs through NNPACK (see above).
+
+    Only on one thread: NNPACK makes its own thread pool at its first call, with the thread count
+    torch has then, so calling it from one thread only also keeps that pool empty (no worker
+    threads to outlive a fork or to compete with torch's).
+    """
+    _, c, h, w = x.shape
+    return (x.shape[0] == 1 and x.dtype == torch.float32 and x.device.type == "cpu" and h == w
+            and min(c, channels_out) >= WINOGRAD_MIN_CHANNELS and c * h >= WINOGRAD_MIN_WIDTH
+            and h <= WINOGRAD_MAX_SIDE and x.is_contiguous(memory_format=torch.channels_last)
+            and torch.get_num_threads() == 1 and _winograd_allowed.get() and _nnpack_ready())
+
+
+_winograd_allowed = contextvars.ContextVar("stylegan2_winograd", default=True)
+
+
+@contextlib.contextmanager
+def direct_convs() -> Iterator[None]:
+    """Within: every 3x3 conv runs oneDNN's direct algorithm (no Winograd through NNPACK)."""
+    token = _winograd_allowed.set(False)
+    try:
+        yield
+    finally:
+        _winograd_allowed.reset(token)
+
+
+_nnpack_state: list[bool] = []
+
+
+def _nnpack_ready() -> bool:
+    """NNPACK is in this torch build and initialised (its ops fail until ``_nnpack_available`` ran once)."""
+    if not _nnpack_state:
+        probe = getattr(torch, "_nnpack_available", None)
+        try:
+            _nnpack_state.append(bool(probe()) if probe is not None else False)
+        except RuntimeError:
+            _nnpack_state.append(False)
+    return _nnpack_state[0]
+
+
+def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=1)`` for one channels-last float32 image, through NNPACK.
+
+    NNPACK reads and writes NCHW: the input and the output cross over as 2-D [pixels, channels]
+    transposes (torch's blocked transpose copy, several times faster than a 4-D layout change).
+    ``weight`` [out, in, 3, 3] must be contiguous. The result is channels-last, like oneDNN's.
+    """
+    _, c, h, w = x.shape
+    planes = x.permute(0, 2, 3, 1).reshape(h * w, c).t().contiguous()
+    y = torch._nnpack_spatial_convolution(planes.view(1, c, h, w), weight, bias, [1, 1])
+    out = torch.empty((1, weight.shape[0], h, w), dtype=x.dtype, memory_format=torch.channels_last)
+    out.permute(0, 2, 3, 1).view(h * w, -1).copy_(y.view(-1, h * w).t())
+    return out
+
+
 def _pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A 1x1 conv of a channels-last ``x`` as one matrix product on its [pixels, channels] view.
 
@@ -379,6 +470,7 @@ class ModulatedConv2d(nn.Module):
         # Registered after ``blur`` so the state-dict order matches the official files.
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
         self._sumsq = _SumSquaresCache()
+        self._contiguous = _ContiguousCache()
 
     def style(self, w: torch.Tensor) -> torch.Tensor:
         """Per-input-channel scales s = affine(w), shape [B, in_ch]."""
@@ -401,6 +493,10 @@ class ModulatedConv2d(nn.Module):
             return
         with torch.inference_mode(False), torch.no_grad():  # usable later under autograd too
             self.weight.data = weight.detach().permute(order).contiguous().permute(inverse)
+
+    def _nchw_weight(self) -> torch.Tensor:
+        """The stored weight [out, in, k, k] contiguous (NNPACK's layout), cached while it is unchanged."""
+        return self._contiguous.get(self.weight)
 
     def _weights(self, s: torch.Tensor, delta: torch.Tensor | None) -> torch.Tensor:
         """Per-sample conv weights [B, out, in, k, k] after (1+Δ), modulation and demodulation."""
@@ -501,6 +597,10 @@ class ModulatedConv2d(nn.Module):
             factors = self._demod(s, base, gain).view(self.out_ch, 1) * styles.view(1, self.in_ch)
         else:
             factors = (styles * gain).view(1, self.in_ch)
+        if self.kernel_size == 3 and not self.upsample and _winograd(x, self.out_ch):
+            source = self._nchw_weight() if base is None else base[0]
+            weight = torch.mul(source, factors[:, :, None, None]).contiguous()  # (an offset W keeps W's strides)
+            return winograd_conv3x3(x, weight, bias)
         weight = _scaled_weight(self.weight if base is None else base, factors, transposed=self.upsample)
         if self.upsample:
             return up_conv_blur(x, weight, self.blur, bias)
@@ -534,7 +634,11 @@ class ModulatedConv2d(nn.Module):
         if self.upsample:
             out = up_conv_blur(x, weight, self.blur, None)
         else:
-            out = F.conv2d(x, weight, bias if demod is None else None, padding=self.kernel_size // 2)
+            conv_bias = bias if demod is None else None
+            if self.kernel_size == 3 and _winograd(x, self.out_ch):
+                out = winograd_conv3x3(x, self._nchw_weight() if base is None else base[0].contiguous(), conv_bias)
+            else:
+                out = F.conv2d(x, weight, conv_bias, padding=self.kernel_size // 2)
             if demod is None:
                 return out
         grad = _needs_grad(out, demod, bias)
