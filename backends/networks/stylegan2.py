@@ -46,7 +46,7 @@ import contextlib
 import contextvars
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,13 +239,15 @@ class Upsample(nn.Module):
         return F.conv_transpose2d(x, weight, stride=self.factor, padding=crop, groups=x.shape[1])
 
 
-class _SumSquaresCache:
-    """``sum_k W_oik^2`` [out, in] (float32) of a conv weight [1, out, in, k, k], rebuilt when it changes.
+class _WeightDerivedCache:
+    """``derive(weight)`` for a conv weight [1, out, in, k, k], rebuilt only when the weight changes.
 
-    The demodulation needs it at every call; the weight changes only when loaded or converted.
+    Every call needs it; the weight changes only when loaded, converted (``.to()``) or edited in
+    place. Built outside inference mode so a later autograd pass may read it too.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, derive: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.derive = derive
         self.key: tuple | None = None
         self.value: torch.Tensor | None = None
 
@@ -254,26 +256,19 @@ class _SumSquaresCache:
         key = (id(weight), weight.data_ptr(), version, weight.dtype, weight.device, tuple(weight.shape))
         if key != self.key:
             with torch.inference_mode(False), torch.no_grad():
-                self.value = weight[0].float().square().sum([2, 3])
+                self.value = self.derive(weight)
             self.key = key
         return self.value
 
 
-class _ContiguousCache:
-    """A contiguous copy of ``weight[0]`` ([out, in, k, k]), rebuilt when the weight changes."""
+def _sum_of_squares(weight: torch.Tensor) -> torch.Tensor:
+    """``sum_k W_oik^2`` [out, in] in float32: the demodulation's per-weight part."""
+    return weight[0].float().square().sum([2, 3])
 
-    def __init__(self) -> None:
-        self.key: tuple | None = None
-        self.value: torch.Tensor | None = None
 
-    def get(self, weight: torch.Tensor) -> torch.Tensor:
-        version = 0 if weight.is_inference() else weight._version
-        key = (id(weight), weight.data_ptr(), version, weight.dtype, weight.device, tuple(weight.shape))
-        if key != self.key:
-            with torch.inference_mode(False), torch.no_grad():
-                self.value = weight[0].contiguous()
-            self.key = key
-        return self.value
+def _contiguous_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """``weight[0]`` [out, in, k, k] contiguous: the layout NNPACK reads."""
+    return weight[0].contiguous()
 
 
 def _scaled_weight(weight: torch.Tensor, factors: torch.Tensor, transposed: bool) -> torch.Tensor:
@@ -469,8 +464,8 @@ class ModulatedConv2d(nn.Module):
             self.blur = Blur(pad=((surplus + 1) // 2 + factor - 1, surplus // 2 + 1), gain=factor ** 2)
         # Registered after ``blur`` so the state-dict order matches the official files.
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
-        self._sumsq = _SumSquaresCache()
-        self._contiguous = _ContiguousCache()
+        self._sumsq = _WeightDerivedCache(_sum_of_squares)
+        self._contiguous = _WeightDerivedCache(_contiguous_kernel)
 
     def style(self, w: torch.Tensor) -> torch.Tensor:
         """Per-input-channel scales s = affine(w), shape [B, in_ch]."""
