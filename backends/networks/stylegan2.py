@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -382,18 +383,14 @@ def direct_convs() -> Iterator[None]:
         _winograd_allowed.reset(token)
 
 
-_nnpack_state: list[bool] = []
-
-
+@functools.cache
 def _nnpack_ready() -> bool:
     """NNPACK is in this torch build and initialised (its ops fail until ``_nnpack_available`` ran once)."""
-    if not _nnpack_state:
-        probe = getattr(torch, "_nnpack_available", None)
-        try:
-            _nnpack_state.append(bool(probe()) if probe is not None else False)
-        except RuntimeError:
-            _nnpack_state.append(False)
-    return _nnpack_state[0]
+    probe = getattr(torch, "_nnpack_available", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
 
 
 def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
